@@ -1,0 +1,41 @@
+"""Seeds per sample and per step, so results depend neither on batch size nor on GPU count (STYLE.md rule 9)."""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
+    seeds: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in str(text).split(","))):
+            lo, _, hi = part.partition("-")
+            lo_i, hi_i = int(lo), int(hi or lo)
+            if lo_i < 0 or hi_i < lo_i:
+                raise ValueError
+            seeds.extend(range(lo_i, hi_i + 1))
+    except ValueError:
+        raise ValueError(f"bad seed list '{text}': use e.g. 0-9 or 0,3,5-7") from None
+    if not seeds:
+        raise ValueError(f"bad seed list '{text}': no seeds")
+    return seeds
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A stable 63-bit seed from any tuple (e.g. (run_seed, rank, step)); independent of Python's hash salt."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def seeded_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def randn_per_sample(shape_per_sample, seeds: list[int], device="cpu", dtype=torch.float32) -> torch.Tensor:
+    """Stack of N(0, I) draws, one generator per seed, drawn on the CPU so a seed means the same noise on every device."""
+    out = [torch.randn(tuple(shape_per_sample), generator=seeded_generator(s)) for s in seeds]
+    return torch.stack(out).to(device=device, dtype=dtype)
