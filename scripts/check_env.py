@@ -1,0 +1,42 @@
+#!/usr/bin/env python
+"""Print what this machine offers: torch, devices, bf16, natten (fused or not), mitsuba variants, optional packages."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+
+
+def rows():
+    import torch
+
+    yield "python", platform.python_version()
+    yield "torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})"
+    cuda = torch.cuda.is_available()
+    yield "device", torch.cuda.get_device_name(0) if cuda else f"CPU x{torch.get_num_threads()} threads"
+    yield "bf16", str(cuda and torch.cuda.is_bf16_supported())
+    for name in ["accelerate", "safetensors", "natten", "mitsuba", "diffusers", "wandb", "sklearn", "cv2", "pycolmap",
+                 "xatlas", "gdown"]:
+        try:
+            mod = importlib.import_module(name)
+            version = getattr(mod, "__version__", "installed")
+        except Exception as err:  # report, never fail
+            version = f"missing ({type(err).__name__})"
+        if name == "natten" and not version.startswith("missing"):
+            version += " (fused kernels: CUDA)" if cuda else " (CPU: forward only; our torch NA is used)"
+        if name == "mitsuba" and not version.startswith("missing"):
+            variants = mod.variants()
+            version += f" variants: {', '.join(v for v in variants if v in ('scalar_rgb', 'cuda_ad_rgb', 'llvm_ad_rgb'))}"
+        yield name, version
+
+
+def main():
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    table = list(rows())
+    width = max(len(k) for k, _ in table)
+    for key, value in table:
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
