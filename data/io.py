@@ -55,10 +55,12 @@ def read_image(path: str | Path) -> np.ndarray:
         except Exception as err:  # imageio needs an EXR-capable plugin (e.g. imageio[freeimage] or opencv)
             raise ValueError(f"{path}: cannot read EXR here ({err}); convert to .npy or 16-bit PNG") from None
         return np.asarray(arr, dtype=np.float32)
-    try:
-        arr = iio.imread(path)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable image ({err})") from None
+    arr = _read_png_cv2(path) if ext == ".png" else None
+    if arr is None:
+        try:
+            arr = iio.imread(path)
+        except Exception as err:
+            raise ValueError(f"{path}: not a readable image ({err})") from None
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
     if arr.dtype == np.uint16:
@@ -68,6 +70,20 @@ def read_image(path: str | Path) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.integer):  # e.g. 32-bit greyscale PNG modes
         return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
     raise ValueError(f"{path}: unsupported pixel type {arr.dtype}")
+
+
+def _read_png_cv2(path: Path):
+    """PNG through OpenCV when installed: unlike Pillow it keeps 16-bit colour. Returns RGB(A) or None."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ValueError(f"{path}: not a readable PNG")
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return arr
 
 
 def to_uint(arr: np.ndarray, bits: int = 8) -> np.ndarray:
@@ -87,7 +103,17 @@ def write_png(path: str | Path, arr: np.ndarray, bits: int = 8) -> Path:
     if np.issubdtype(arr.dtype, np.floating):
         arr = to_uint(arr, bits)
     with atomic_write(path) as tmp:
-        iio.imwrite(tmp, arr, extension=".png")
+        if arr.dtype == np.uint16 and arr.ndim == 3:  # Pillow cannot write 16-bit colour; OpenCV can
+            from models.core.optional import require
+
+            cv2 = require("cv2", feature="16-bit colour PNG", extra="analysis")
+            code = cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, code))
+            if not ok:
+                raise ValueError(f"{path}: could not encode PNG")
+            Path(tmp).write_bytes(buf.tobytes())
+        else:
+            iio.imwrite(tmp, arr, extension=".png")
     return Path(path)
 
 

@@ -1,0 +1,334 @@
+"""SfS training data (mssfs spec §11): procedural normal maps cached once, a scale pyramid, and random 16x16 crops.
+
+Images are NOT stored: the system renders each crop on the fly with `data.lambertian` (random light per tile), so a
+dataset item is just a stack of augmented normal crops. On-disk format: see data/README.md ("Multistable SfS").
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.io import atomic_write
+from data.sfs_shapes import OBJECT, RELIEF, normal_map
+
+CACHE_VERSION = 1
+SPLITS = {"train": 0, "heldout": 1}
+_ALIASES = {"val": "heldout", "valid": "heldout", "test": "heldout", "held-out": "heldout"}
+_SPLIT_OFFSET = 500_000_000  # held-out map seeds start here, so they never meet training seeds
+
+
+@dataclass
+class SfsDataConfig:
+    num_maps: int = 24000  # training normal maps (objects and reliefs interleaved)
+    heldout_maps: int = 1000  # held-out maps for the B3-B6 checks (disjoint seeds)
+    resolution: int = 192  # generated size; also the first pyramid level
+    levels: tuple[int, ...] = (192, 128, 96)  # area-downsampled copies sampled uniformly (§11.2)
+    object_fraction: float = 0.5
+    crops_per_map: int = 16  # K crops per dataset item
+    crop_size: int = 16
+    min_foreground: float = 0.25  # drop partial-background crops below this foreground fraction
+    max_background: float = 0.1  # at most this share of all-background crops per item
+    augment: bool = True  # random 90-degree rotations and mirrors
+    depth_flip: bool = True  # random convex/concave reversal, reliefs only
+    seed: int = 0
+    cache_dir: str = "data_cache/sfs"  # default root (git-ignored); train_dataset(root=...) overrides it
+    # rendering (done by the system with data.lambertian, per tile)
+    albedo_range: tuple[float, float] = (0.5, 1.0)
+    min_lz: float = math.cos(math.pi / 2.5)
+    ambient_range: tuple[float, float] = (0.0, 0.0)  # off by default, as in the reference
+    noise_range: tuple[float, float] = (0.0, 0.0)
+
+    @classmethod
+    def tiny(cls) -> "SfsDataConfig":
+        """Test-size data: 8 maps of 64^2 (4 held out), levels 64/48/32, 8 crops per map."""
+        return cls(num_maps=8, heldout_maps=4, resolution=64, levels=(64, 48, 32), crops_per_map=8)
+
+
+def split_name(split: str) -> str:
+    """'train' or 'heldout' (aliases: val, valid, test, held-out)."""
+    split = _ALIASES.get(split, split)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split '{split}'; use 'train' or 'heldout'")
+    return split
+
+
+def map_seed(cfg: SfsDataConfig, split: str, index: int) -> int:
+    """Seed of map `index`: cfg.seed * 1e9 + (0 for train, 5e8 for held-out) + index."""
+    return int(cfg.seed) * 1_000_000_000 + SPLITS[split_name(split)] * _SPLIT_OFFSET + int(index)
+
+
+def map_family(cfg: SfsDataConfig, index: int) -> int:
+    """Interleaved family assignment with the configured object share (0.5 -> relief, object, relief, ...)."""
+    f = cfg.object_fraction
+    return OBJECT if math.floor((index + 1) * f) > math.floor(index * f) else RELIEF
+
+
+# ------------------------------------------------------------------------------------------------- pyramid
+
+def _area_matrix(n_in: int, n_out: int, dtype=torch.float32) -> torch.Tensor:
+    """[n_out, n_in] exact box-filter weights: output pixel o averages input interval [o, o+1) * n_in/n_out."""
+    s = n_in / n_out
+    lo = torch.arange(n_out, dtype=torch.float64)[:, None] * s
+    i = torch.arange(n_in, dtype=torch.float64)[None]
+    overlap = (torch.minimum(lo + s, i + 1) - torch.maximum(lo, i)).clamp_min(0)
+    return (overlap / s).to(dtype)
+
+
+def area_downsample(normals: torch.Tensor, size: int) -> torch.Tensor:
+    """Area-downsample normal maps [N,3,R,R] -> [N,3,size,size] and renormalize (§11.2).
+
+    Pixels whose foreground coverage is below one half become background (0); others are the normalized mean of
+    their foreground normals.
+    """
+    r = normals.shape[-1]
+    if size == r:
+        return normals.clone()
+    a = _area_matrix(r, size).to(normals.device)
+    n = normals.float()
+    fg = (n != 0).any(dim=1, keepdim=True).float()
+    cov = a @ fg @ a.T
+    v = a @ n @ a.T
+    v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.where(cov >= 0.5, v, torch.zeros((), dtype=v.dtype, device=v.device))
+
+
+# ------------------------------------------------------------------------------------------------- cache
+
+def cache_path(cfg: SfsDataConfig, split: str, root: str | Path | None = None) -> Path:
+    """<root>/sfs_<split>_n<N>_r<res>_l<levels>_o<object share>_s<seed>_v<version>.npz"""
+    split = split_name(split)
+    n = cfg.num_maps if split == "train" else cfg.heldout_maps
+    lv = "-".join(str(x) for x in cfg.levels)
+    frac = f"{cfg.object_fraction:g}"
+    name = f"sfs_{split}_n{n}_r{cfg.resolution}_l{lv}_o{frac}_s{cfg.seed}_v{CACHE_VERSION}.npz"
+    return Path(root or cfg.cache_dir) / name
+
+
+def _make_chunk(args):
+    """Worker: generate maps for (cfg dict, split, indices) -> (levels dict of float16 arrays, families)."""
+    cfg_d, split, indices = args
+    torch.set_num_threads(1)
+    cfg = SfsDataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_d.items()})
+    maps, fams = [], []
+    for i in indices:
+        n, fam = normal_map(map_seed(cfg, split, i), cfg.resolution, map_family(cfg, i))
+        maps.append(n)
+        fams.append(fam)
+    base = torch.stack(maps)
+    levels = {r: area_downsample(base, r).half().numpy() for r in cfg.levels}
+    return levels, np.asarray(fams, dtype=np.uint8)
+
+
+def generate_maps(cfg: SfsDataConfig, split: str = "train", workers: int | None = None, chunk: int = 64,
+                  progress: bool = False) -> dict:
+    """Generate all maps of a split: {'levels': {res: float16 [N,3,res,res]}, 'family': uint8 [N], 'seeds': int64 [N]}.
+
+    Deterministic for a given cfg and split, whatever `workers` is (each map depends only on its own seed).
+    """
+    split = split_name(split)
+    n = cfg.num_maps if split == "train" else cfg.heldout_maps
+    if cfg.resolution not in cfg.levels or any(r < cfg.crop_size for r in cfg.levels):
+        raise ValueError(f"levels {cfg.levels} must include the resolution {cfg.resolution} and be >= the crop size")
+    workers = min(os.cpu_count() or 1, 16) if workers is None else workers
+    jobs = [(asdict(cfg), split, list(range(s, min(s + chunk, n)))) for s in range(0, n, chunk)]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
+            results = list(ex.map(_make_chunk, jobs))
+    else:
+        results = []
+        for j, job in enumerate(jobs):
+            results.append(_make_chunk(job))
+            if progress:
+                print(f"sfs maps: {min((j + 1) * chunk, n)}/{n}", flush=True)
+    levels = {r: np.concatenate([res[0][r] for res in results]) for r in cfg.levels}
+    family = np.concatenate([res[1] for res in results])
+    seeds = np.asarray([map_seed(cfg, split, i) for i in range(n)], dtype=np.int64)
+    return {"levels": levels, "family": family, "seeds": seeds}
+
+
+def load_maps(cfg: SfsDataConfig, split: str = "train", root: str | Path | None = None, build: bool = True,
+              workers: int | None = None) -> dict:
+    """Load a split's cached maps, generating and caching them (atomically) on first use."""
+    split = split_name(split)
+    path = cache_path(cfg, split, root)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("version") != CACHE_VERSION:
+                raise ValueError(f"{path}: cache version {meta.get('version')} != {CACHE_VERSION}; delete it")
+            return {"levels": {r: z[f"normals_{r}"] for r in cfg.levels}, "family": z["family"], "seeds": z["seeds"]}
+    if not build:
+        raise FileNotFoundError(f"no SfS map cache at {path}")
+    data = generate_maps(cfg, split, workers)
+    meta = {"version": CACHE_VERSION, "split": split, "config": asdict(cfg)}
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.asarray(json.dumps(meta)), family=data["family"], seeds=data["seeds"],
+                 **{f"normals_{r}": a for r, a in data["levels"].items()})
+    return data
+
+
+# ------------------------------------------------------------------------------------------------- crops
+
+def rot90_normals(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Rotate normal maps [...,3,H,W] by k*90 deg counter-clockwise: pixels move and (nx, ny) -> (-ny, nx) per turn."""
+    k %= 4
+    if k == 0:
+        return x
+    x = torch.rot90(x, k, dims=(-2, -1))
+    nx, ny, nz = x.unbind(-3)
+    nx, ny = {1: (-ny, nx), 2: (-nx, -ny), 3: (ny, -nx)}[k]
+    return torch.stack([nx, ny, nz], dim=-3)
+
+
+def mirror_normals(x: torch.Tensor) -> torch.Tensor:
+    """Horizontal mirror of normal maps [...,3,H,W]: columns reversed, nx -> -nx."""
+    x = torch.flip(x, dims=(-1,))
+    return torch.cat([-x[..., :1, :, :], x[..., 1:, :, :]], dim=-3)
+
+
+def augment(crops: torch.Tensor, family: torch.Tensor, generator: torch.Generator | None, dihedral: bool = True,
+            depth_flip: bool = True):
+    """Random dihedral transform per crop (8 elements: rotations x mirror), plus depth reversal for reliefs only.
+
+    The random draws are the same whatever the flags, so toggling one does not reshuffle the other.
+    """
+    n, dev = crops.shape[0], crops.device
+    gdev = generator.device if generator is not None else dev
+    k = torch.randint(0, 4, (n,), generator=generator, device=gdev).to(dev)
+    mir = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(dev)
+    flip = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(dev) & (family == RELIEF)
+    out = crops
+    if dihedral:
+        out = torch.where(mir[:, None, None, None], mirror_normals(crops), crops)
+        for r in (1, 2, 3):
+            sel = k == r
+            if sel.any():
+                out[sel] = rot90_normals(out[sel], r)
+    if depth_flip:
+        sign = torch.where(flip, -1.0, 1.0).to(out.dtype)[:, None, None, None]
+        out = torch.cat([out[:, :2] * sign, out[:, 2:]], dim=1)
+    return out
+
+
+def sample_crops(levels: list[torch.Tensor], family: torch.Tensor, n: int, generator: torch.Generator | None,
+                 cfg: SfsDataConfig, map_index: torch.Tensor | None = None, oversample: int = 4) -> dict:
+    """Draw n random crops from pyramid tensors (one per level, [N,3,R,R], any device/dtype).
+
+    Candidates (oversample * n) pick a map (uniform, or from `map_index`), a level (uniform) and a position (uniform).
+    Kept in draw order: crops with foreground >= cfg.min_foreground, and all-background crops while their share stays
+    <= cfg.max_background; if too few qualify, the remaining slots take the highest-foreground leftovers.
+    Returns {'normals': float32 [n,3,c,c] (unit foreground, augmented), 'family', 'level', 'map'} (long [n]).
+    """
+    dev, c = levels[0].device, cfg.crop_size
+    gdev = generator.device if generator is not None else dev
+    m = oversample * n
+
+    def rint(high, size):
+        return torch.randint(0, high, (size,), generator=generator, device=gdev).to(dev)
+
+    maps = map_index.to(dev)[rint(len(map_index), m)] if map_index is not None else rint(levels[0].shape[0], m)
+    lev = rint(len(levels), m)
+    crops = torch.empty(m, 3, c, c, device=dev)
+    ar = torch.arange(c, device=dev)
+    for li, lt in enumerate(levels):
+        sel = torch.nonzero(lev == li).squeeze(1)
+        if sel.numel() == 0:
+            continue
+        span = lt.shape[-1] - c + 1
+        yy = (torch.rand(sel.numel(), generator=generator, device=gdev).to(dev) * span).long()
+        xx = (torch.rand(sel.numel(), generator=generator, device=gdev).to(dev) * span).long()
+        rows = (yy[:, None] + ar)[:, :, None]
+        cols = (xx[:, None] + ar)[:, None, :]
+        crops[sel] = lt[maps[sel][:, None, None], :, rows, cols].permute(0, 3, 1, 2).float()
+    fg = (crops != 0).any(dim=1).float().mean(dim=(1, 2))
+    order = torch.arange(m, device=dev)
+    good = fg >= cfg.min_foreground
+    bg = fg == 0
+    bg_ok = bg & (torch.cumsum(bg.long(), 0) <= int(cfg.max_background * n))
+    take = good | bg_ok
+    rank_left = torch.argsort(torch.argsort(-fg, stable=True), stable=True)  # leftovers: best foreground first
+    score = torch.where(take, order, m + rank_left)
+    pick = torch.argsort(score, stable=True)[:n]
+    out, fam = crops[pick], family.to(dev)[maps[pick]].long()
+    norm = out.norm(dim=1, keepdim=True)
+    out = torch.where(norm > 0, out / norm.clamp_min(1e-12), out)  # undo float16 rounding of the unit length
+    if cfg.augment or cfg.depth_flip:
+        out = augment(out, fam, generator, cfg.augment, cfg.depth_flip)
+    return {"normals": out, "family": fam, "level": lev[pick], "map": maps[pick]}
+
+
+def _item_seed(index: int, seed: int) -> int:
+    from models.core.seeding import derive_seed
+    return derive_seed("sfs-crops", int(index), int(seed))
+
+
+class SfsCropDataset(torch.utils.data.Dataset):
+    """Items keyed by (index, seed) (an int key means seed = index): K augmented crops of map `index`.
+
+    Each item: {'normals': float32 [K,3,c,c], 'family': long [K], 'level': long [K]}; every random choice comes from
+    a generator seeded by (index, seed), so results do not depend on DataLoader workers.
+    """
+
+    def __init__(self, cfg: SfsDataConfig, split: str = "train", root: str | Path | None = None,
+                 maps: dict | None = None, workers: int | None = None):
+        self.cfg, self.split = cfg, split_name(split)
+        data = maps if maps is not None else load_maps(cfg, split, root, workers=workers)
+        self.levels = [torch.from_numpy(np.ascontiguousarray(data["levels"][r])) for r in cfg.levels]
+        self.family = torch.from_numpy(np.asarray(data["family"]).astype(np.int64))
+        self.seeds = np.asarray(data["seeds"])
+
+    def __len__(self) -> int:
+        return self.levels[0].shape[0]
+
+    def full_map(self, index: int, level: int = 0) -> torch.Tensor:
+        """Whole normal map [3,R,R] float32 at pyramid `level` (e.g. for held-out evaluation)."""
+        return self.levels[level][index].float()
+
+    def __getitem__(self, key) -> dict:
+        index, seed = key if isinstance(key, (tuple, list)) else (key, key)
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"map index {index} out of range (0..{len(self) - 1})")
+        g = torch.Generator().manual_seed(_item_seed(index, seed))
+        out = sample_crops(self.levels, self.family, self.cfg.crops_per_map, g, self.cfg,
+                           map_index=torch.tensor([index]))
+        return {"normals": out["normals"], "family": out["family"], "level": out["level"]}
+
+
+__all__ = ["SfsDataConfig", "SfsCropDataset", "split_name", "map_seed", "map_family", "area_downsample", "cache_path",
+           "generate_maps", "load_maps", "rot90_normals", "mirror_normals", "augment", "sample_crops", "CACHE_VERSION"]
+
+
+def main(argv=None) -> int:
+    """Build the map caches ahead of training: python -m data.sfs [--tiny] [--root DIR] [--workers N]."""
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser(description="Generate and cache the procedural SfS normal maps (§11).")
+    ap.add_argument("--root", default=None, help="cache folder (default: SfsDataConfig.cache_dir)")
+    ap.add_argument("--split", choices=["train", "heldout", "both"], default="both")
+    ap.add_argument("--workers", type=int, default=None, help="processes (default: min(cpu count, 16))")
+    ap.add_argument("--tiny", action="store_true", help="the 8-map test configuration")
+    ap.add_argument("--num-maps", type=int, default=None, help="override the number of training maps")
+    args = ap.parse_args(argv)
+    cfg = SfsDataConfig.tiny() if args.tiny else SfsDataConfig()
+    if args.num_maps is not None:
+        cfg.num_maps = args.num_maps
+    for split in (["train", "heldout"] if args.split == "both" else [args.split]):
+        t0 = time.perf_counter()
+        data = load_maps(cfg, split, args.root, workers=args.workers)
+        took = time.perf_counter() - t0
+        print(f"{split}: {len(data['family'])} maps in {took:.1f} s -> {cache_path(cfg, split, args.root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

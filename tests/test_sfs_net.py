@@ -1,0 +1,87 @@
+"""The §4 patch UNet of Multistable SfS: exact size, shapes, gradients (mssfs spec §10 A1)."""
+import io
+import math
+
+import pytest
+import torch
+
+from models.nets.sfs_patch_unet import PatchUNet, PatchUNetConfig, sinusoidal_embedding
+
+STAGES = {  # §4.2 table
+    "init": 80, "time_mlp": 18688, "down0": 26976, "down1": 28016, "down2": 78560, "down3": 288192,
+    "mid_block1": 328704, "mid_attn": 65920, "mid_block2": 328704, "up0": 994240, "up1": 282080, "up2": 87280,
+    "up3": 33920, "out_res": 11664, "out_conv": 51,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: intra-op threads only add overhead (and spin badly on a shared CPU)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_param_count_exact_and_per_stage():
+    net = PatchUNet()
+    assert sum(p.numel() for p in net.parameters()) == 2_573_075
+    assert net.stage_param_counts() == STAGES
+
+
+def test_state_dict_size_about_10_4_mb():
+    buf = io.BytesIO()
+    torch.save(PatchUNet().state_dict(), buf)
+    assert 10.2e6 < buf.getbuffer().nbytes < 10.6e6
+    assert all(v.dtype == torch.float32 for v in PatchUNet().state_dict().values())
+
+
+def test_forward_shape_and_timestep_dtypes():
+    net = PatchUNet().eval()
+    x, cond = torch.randn(3, 3, 16, 16), torch.rand(3, 1, 16, 16)
+    with torch.no_grad():
+        a = net(x, torch.tensor([0, 150, 299]), cond)
+        b = net(x, torch.tensor([0.0, 150.0, 299.0]), cond)
+    assert a.shape == (3, 3, 16, 16)
+    assert torch.isfinite(a).all()
+    assert torch.equal(a, b)
+
+
+def test_image_is_channel_zero_and_matters():
+    net = PatchUNet().eval()
+    x = torch.randn(2, 3, 16, 16)
+    t = torch.tensor([10, 10])
+    with torch.no_grad():
+        a = net(x, t, torch.zeros(2, 1, 16, 16))
+        b = net(x, t, torch.ones(2, 1, 16, 16))
+    assert not torch.allclose(a, b)
+    assert net.init_conv.in_channels == 4
+
+
+def test_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    net = PatchUNet()
+    out = net(torch.randn(2, 3, 16, 16), torch.tensor([5, 200]), torch.rand(2, 1, 16, 16))
+    (out ** 2).mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    zero = [n for n, p in net.named_parameters() if p.grad is not None and p.grad.abs().sum() == 0]
+    assert not missing and not zero, (missing, zero)
+
+
+def test_tiny_config_and_determinism():
+    cfg = PatchUNetConfig.tiny()
+    torch.manual_seed(1)
+    a = PatchUNet(cfg)
+    torch.manual_seed(1)
+    b = PatchUNet(cfg)
+    x, c, t = torch.randn(2, 3, 16, 16), torch.rand(2, 1, 16, 16), torch.tensor([3, 4])
+    assert torch.equal(a(x, t, c), b(x, t, c))
+    assert a(x, t, c).shape == (2, 3, 16, 16)
+    assert sum(p.numel() for p in a.parameters()) < 200_000
+
+
+def test_sinusoidal_embedding_formula():
+    e = sinusoidal_embedding(torch.tensor([0, 1]), 16)
+    assert torch.equal(e[0], torch.cat([torch.zeros(8), torch.ones(8)]))
+    freqs = torch.exp(-torch.arange(8) * math.log(1e4) / 7)
+    assert torch.allclose(e[1, :8], torch.sin(freqs)) and torch.allclose(e[1, 8:], torch.cos(freqs))
