@@ -1,0 +1,220 @@
+"""Evaluation helpers for SfS sample sets (mssfs §3.4, §3.5, §10 B): angular errors, convex/concave mode split,
+Wasserstein distance between sample sets, 2-D embeddings, seam statistics, lighting coherence and simple baselines.
+
+Normal maps are [.., 3, H, W] in the §2.1 frame (x right, y up, z to the viewer); masks are {0,1} [H, W] (1 = evaluated).
+All functions accept torch tensors or numpy arrays and return plain Python numbers / numpy arrays.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.sfs.lcg import fit_tile_lights, select_pixels
+from models.sfs.tiling import PATCH, resize, tile
+
+
+def _t(x, dtype=torch.float64) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(dtype)
+
+
+def _unit(n: torch.Tensor) -> torch.Tensor:
+    return n / n.norm(dim=-3, keepdim=True).clamp_min(1e-12)
+
+
+def flip(n):
+    """Depth-reversed field (-n_x, -n_y, n_z) of [.., 3, H, W]."""
+    n = _t(n)
+    return n * torch.tensor([-1.0, -1.0, 1.0], dtype=n.dtype).view(3, 1, 1)
+
+
+# -- angular errors (reference compute_mae_mask) ----------------------------------------------------------------------
+def angular_error_map(pred, gt) -> np.ndarray:
+    """Per-pixel angle in degrees between normalized pred and gt ([.., 3, H, W] -> [.., H, W]); NaN -> 0."""
+    cos = (_unit(_t(pred)) * _unit(_t(gt))).sum(-3).clamp(-1, 1)
+    return torch.nan_to_num(torch.rad2deg(torch.arccos(cos)), 0.0).numpy()
+
+
+def angular_error(pred, gt, mask=None) -> tuple[float, float]:
+    """(mean, median) angle in degrees over the mask (all pixels when None); pred/gt [3, H, W]."""
+    err = angular_error_map(pred, gt)
+    sel = err if mask is None else err[np.asarray(mask) > 0.5]
+    if sel.size == 0:
+        return float("nan"), float("nan")
+    return float(sel.mean()), float(np.median(sel))
+
+
+# -- baselines (§13) ---------------------------------------------------------------------------------------------------
+def flat_normals(h: int, w: int, mask=None) -> np.ndarray:
+    """The flat-surface baseline n = (0, 0, 1) [3, H, W] (background 0 when a mask is given)."""
+    n = np.zeros((3, h, w), np.float32)
+    n[2] = 1.0
+    return n if mask is None else n * (np.asarray(mask) > 0.5)
+
+
+def inflation_normals(mask) -> np.ndarray:
+    """Silhouette inflation: h = sqrt(D (2R - D)), D = distance transform of the mask, R = max D; normals by finite
+    differences of h (pixel units), n ∝ (-dh/dcol, +dh/drow, 1); background 0."""
+    from scipy.ndimage import distance_transform_edt
+
+    m = np.asarray(mask) > 0.5
+    d = distance_transform_edt(m)
+    r = max(float(d.max()), 1e-6)
+    h = np.sqrt(np.clip(d * (2 * r - d), 0, None))
+    dr, dc = np.gradient(h)
+    n = np.stack([-dc, dr, np.ones_like(h)])
+    n /= np.linalg.norm(n, axis=0, keepdims=True)
+    return (n * m).astype(np.float32)
+
+
+# -- modes ---------------------------------------------------------------------------------------------------------------
+def mode_split(samples, gt, mask=None) -> dict:
+    """Assign each sample [S, 3, H, W] to the GT or depth-reversed ("flip") mode by the lower mean angle (§10 B4)."""
+    samples, gt = _t(samples), _t(gt)
+    e_gt = [angular_error(s, gt, mask)[0] for s in samples]
+    e_fl = [angular_error(s, flip(gt), mask)[0] for s in samples]
+    modes = ["gt" if a <= b else "flip" for a, b in zip(e_gt, e_fl)]
+    n_gt = modes.count("gt")
+    return {"modes": modes, "err_gt": e_gt, "err_flip": e_fl, "n_gt": n_gt, "n_flip": len(modes) - n_gt,
+            "minority": min(n_gt, len(modes) - n_gt), "mode_err": float(np.mean([min(a, b) for a, b in zip(e_gt, e_fl)]))}
+
+
+# -- optimal transport ---------------------------------------------------------------------------------------------------
+def wasserstein(x, y) -> float:
+    """Exact W1 (earth mover's) cost between point sets x [m, d] and y [k, d] with uniform weights, Euclidean cost.
+
+    m == k: an optimal plan is a permutation (Birkhoff), so linear_sum_assignment is exact. Otherwise the transport LP
+    is solved with scipy's HiGHS.
+    """
+    from scipy.optimize import linear_sum_assignment, linprog
+    from scipy.sparse import coo_matrix, vstack
+
+    x, y = np.asarray(x, np.float64).reshape(len(x), -1), np.asarray(y, np.float64).reshape(len(y), -1)
+    cost = np.sqrt(np.maximum(((x[:, None] - y[None]) ** 2).sum(-1), 0.0))
+    m, k = cost.shape
+    if m == k:
+        r, c = linear_sum_assignment(cost)
+        return float(cost[r, c].mean())
+    idx = np.arange(m * k)
+    rows = coo_matrix((np.ones(m * k), (idx // k, idx)), shape=(m, m * k))
+    cols = coo_matrix((np.ones(m * k), (idx % k, idx)), shape=(k, m * k))
+    b = np.concatenate([np.full(m, 1.0 / m), np.full(k, 1.0 / k)])
+    res = linprog(cost.ravel(), A_eq=vstack([rows, cols]).tocsr(), b_eq=b, bounds=(0, None), method="highs")
+    if not res.success:
+        raise RuntimeError(f"transport LP failed: {res.message}")
+    return float(res.fun)
+
+
+def flatten_maps(maps, size: int = 32) -> np.ndarray:
+    """[M, 3, H, W] -> [M, 3*size*size]: renormalize, bilinear resize to size² (§3.4), flatten."""
+    m = _unit(_t(maps, torch.float32))
+    return resize(m, size).flatten(1).numpy()
+
+
+# -- 2-D embedding -------------------------------------------------------------------------------------------------------
+def embed_2d(features, method: str = "auto", perplexity: float = 30.0, seed: int = 2) -> tuple[np.ndarray, str]:
+    """2-D embedding of [M, D] features: t-SNE (sklearn, if installed and M > perplexity) or PCA (torch SVD)."""
+    x = np.asarray(features, np.float64)
+    if method in ("auto", "tsne") and len(x) > perplexity:
+        try:
+            from models.core.optional import require
+
+            manifold = require("sklearn.manifold", feature="t-SNE embedding")
+            pts = manifold.TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(x)
+            return np.asarray(pts), "tsne"
+        except ImportError:
+            if method == "tsne":
+                raise
+    xt = torch.as_tensor(x - x.mean(0, keepdims=True))
+    _, _, v = torch.linalg.svd(xt, full_matrices=False)
+    pts = (xt @ v[:2].T).numpy()
+    if pts.shape[1] < 2:
+        pts = np.pad(pts, ((0, 0), (0, 2 - pts.shape[1])))
+    return pts, "pca"
+
+
+def plot_embedding(points, labels: list[str], path: str | Path, title: str = "") -> Path:
+    """Scatter plot of a 2-D embedding, one colour per label; saved atomically, figure closed."""
+    from data.io import atomic_write
+    from models.core.optional import require
+
+    plt = _pyplot(require)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    try:
+        pts = np.asarray(points)
+        for name in dict.fromkeys(labels):
+            sel = np.array([lab == name for lab in labels])
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=24, label=name)
+        ax.legend(fontsize=8)
+        ax.set_title(title, fontsize=9)
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def _pyplot(require):
+    mpl = require("matplotlib", feature="plots")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# -- seams and lighting (§10 B2, B4, B7) -------------------------------------------------------------------------------
+def seam_ratio(normals, patch: int = PATCH, mask=None) -> dict:
+    """Mean angle (deg) between neighbours across tile seams vs inside tiles; S = seam / interior (§10 B2)."""
+    n = _unit(_t(normals))
+    m = None if mask is None else _t(mask) > 0.5
+    seam, inner = [], []
+    for axis in (-2, -1):  # vertical neighbours (row pairs), then horizontal neighbours (column pairs)
+        a = n.narrow(axis, 0, n.shape[axis] - 1)
+        b = n.narrow(axis, 1, n.shape[axis] - 1)
+        ang = torch.rad2deg(torch.arccos((a * b).sum(0).clamp(-1, 1)))
+        pos = torch.arange(n.shape[axis] - 1)
+        is_seam = (pos % patch) == patch - 1
+        is_seam = is_seam.view(-1, 1) if axis == -2 else is_seam.view(1, -1)
+        keep = torch.ones_like(ang, dtype=torch.bool)
+        if m is not None:
+            keep = m.narrow(axis, 0, m.shape[axis] - 1) & m.narrow(axis, 1, m.shape[axis] - 1)
+        seam.append(ang[is_seam.expand_as(ang) & keep])
+        inner.append(ang[~is_seam.expand_as(ang) & keep])
+    s, i = torch.cat(seam).mean().item(), torch.cat(inner).mean().item()
+    return {"seam_deg": s, "interior_deg": i, "ratio": s / max(i, 1e-9)}
+
+
+def global_light(normals, image, mask=None) -> np.ndarray:
+    """One least-squares light [3] from all selected pixels of a map (LCG's pixel rule), normalized."""
+    n, img = _t(normals)[None], _t(image).reshape(1, 1, *np.shape(image)[-2:])
+    sel = select_pixels(img, None if mask is None else _t(mask).reshape(img.shape))
+    x = n.flatten(2)[0].T[sel.flatten()]
+    y = img.flatten()[sel.flatten()]
+    if x.shape[0] < 3:
+        return np.zeros(3)
+    l = torch.linalg.lstsq(x, y[:, None]).solution[:, 0]
+    return (l / l.norm().clamp_min(1e-12)).numpy()
+
+
+def tile_lights(normals, image, mask=None, min_pixels: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Per-tile least-squares lights [N, 3] and used flags [N] of one map (LCG step 2)."""
+    n, img = _t(normals)[None], _t(image).reshape(1, 1, *np.shape(image)[-2:])
+    sel = select_pixels(img, None if mask is None else _t(mask).reshape(img.shape))
+    light, used = fit_tile_lights(tile(n), tile(img), tile(sel.double()) > 0.5, min_pixels, faithful_norm=False)
+    return light.numpy(), used.numpy()
+
+
+def lighting_coherence(normals, image, mask=None, min_pixels: int = 10) -> float:
+    """Fraction of used tiles whose light tilt is within 90° of the global light's tilt (§10 B7)."""
+    g = global_light(normals, image, mask)
+    lights, used = tile_lights(normals, image, mask, min_pixels)
+    if not used.any() or np.linalg.norm(g[:2]) < 1e-9:
+        return float("nan")
+    return float(((lights[used, :2] @ g[:2]) > 0).mean())
+
+
+def tilt_sign(normals, image, axis, mask=None) -> int:
+    """+1/-1: which side of a known tilt axis (x, y) the sample's global light falls on (§10 B4, no-GT stimuli)."""
+    g = global_light(normals, image, mask)
+    return 1 if float(g[:2] @ np.asarray(axis, np.float64)) >= 0 else -1

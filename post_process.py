@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Analysis of multiscale.py outputs (mssfs §3.4, §10 B): modes, Wasserstein distance, 2-D embedding, errors.
+
+    python post_process.py evals/2026-01-01_12-00_sfs_fast            # every input folder of a run
+    python post_process.py evals/run/star --gt star_normals.npy      # one input, ground truth given explicitly
+
+Per input folder (the <name>_raw.npz and <name>_run.json written by multiscale.py) it reports:
+  - with ground truth and its depth-reversed twin (the ambiguous stimuli): each seed's mode (GT or flip, lower mean
+    angle), the mode-assigned error, and W = exact Wasserstein-1 distance between the samples and the reference set
+    {GT, flip} (50/50), on 32x32 resized, flattened maps with Euclidean cost. The bar is 1/2 ||GT - flip||: a perfect
+    but unimodal predictor scores exactly that. The flat map's W is listed too.
+  - with ground truth only (objects): mean/median angular error per seed, best seed, and the flat and
+    silhouette-inflation baselines.
+  - always: a 2-D embedding (t-SNE with sklearn when there are > 30 maps, else PCA) of the samples and references,
+    saved as <name>_embedding.png.
+Writes analysis.json and analysis.md in the run folder (atomically). Ground truth is resized to the output size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _load_normals(path, size: int) -> np.ndarray:
+    """(3, H, W) normals file -> renormalized (3, size, size) float32 (background stays 0)."""
+    from models.sfs.tiling import resize
+
+    n = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
+    if n.ndim != 3 or n.shape[0] != 3:
+        raise ValueError(f"{path}: expected normals of shape (3, H, W), got {tuple(n.shape)}")
+    fg = (n.abs().sum(0, keepdim=True) > 0).float()
+    n = resize(n[None], size)[0]
+    fg = resize(fg[None], size)[0] > 0.5
+    n = n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)
+    return (n * fg).numpy()
+
+
+def analyze_input(folder: Path, gt: str | None = None, gt_flip: str | None = None, mask: str | None = None,
+                  embed: str = "auto") -> dict:
+    """Analyze one input folder of a multiscale.py run; returns a JSON-able dict and writes the embedding plot."""
+    from models.sfs import analysis as A
+
+    run_json = next(folder.glob("*_run.json"))
+    info = json.loads(run_json.read_text())
+    name = info["name"]
+    raw = np.load(folder / f"{name}_raw.npz", allow_pickle=False)
+    fused = torch.from_numpy(raw["fused"]).permute(0, 3, 1, 2)  # [S, 3, R, R]
+    size = fused.shape[-1]
+    gt = gt or info.get("ground_truth", {}).get("normals")
+    gt_flip = gt_flip or info.get("ground_truth", {}).get("normals_flip")
+    m = raw["mask"]
+    m = (torch.nn.functional.interpolate(torch.from_numpy(m)[None, None].float(), size=(size, size), mode="bilinear",
+                                         align_corners=False)[0, 0] > 0.5).numpy()
+    if mask:
+        m = _load_normals_mask(mask, size)
+    m = m & raw["valid"].all(0)  # ignore pixels marked invalid in any sample
+    out = {"name": name, "seeds": raw["seeds"].tolist(), "size": size, "mask_fraction": float(m.mean())}
+    feats = A.flatten_maps(fused)
+    labels = ["sample"] * len(feats)
+    if gt:
+        g = _load_normals(gt, size)
+        out["per_seed"] = [dict(zip(("mean_deg", "median_deg"), A.angular_error(s, g, m))) for s in fused]
+        means = [d["mean_deg"] for d in out["per_seed"]]
+        out["best_mean_deg"], out["avg_mean_deg"] = float(np.min(means)), float(np.mean(means))
+        out["best_median_deg"] = float(np.min([d["median_deg"] for d in out["per_seed"]]))
+        flat = A.flat_normals(size, size, m)
+        out["flat_mean_deg"] = A.angular_error(flat, g, m)[0]
+        if not m.all():
+            out["inflation_mean_deg"] = A.angular_error(A.inflation_normals(m), g, m)[0]
+        f = _load_normals(gt_flip, size) if gt_flip else A.flip(g).numpy()
+        split = A.mode_split(fused, g, m)
+        out["modes"] = {k: split[k] for k in ("modes", "n_gt", "n_flip", "minority", "mode_err")}
+        ref = A.flatten_maps(torch.from_numpy(np.stack([g, f])))
+        out["wasserstein"] = A.wasserstein(feats, ref)
+        out["wasserstein_bar"] = float(0.5 * np.linalg.norm(ref[0] - ref[1]))
+        out["wasserstein_flat"] = A.wasserstein(A.flatten_maps(torch.from_numpy(flat[None])), ref)
+        feats = np.concatenate([feats, ref, A.flatten_maps(torch.from_numpy(flat[None]))])
+        labels += ["GT", "flip", "flat"]
+    pts, method = A.embed_2d(feats, embed)
+    A.plot_embedding(pts, labels, folder / f"{name}_embedding.png", f"{name}: {method} of {len(fused)} samples")
+    out["embedding"] = {"method": method, "file": f"{name}_embedding.png"}
+    out["seam"] = [A.seam_ratio(s, mask=m)["ratio"] for s in raw_stage_last(raw)]
+    return out
+
+
+def raw_stage_last(raw) -> torch.Tensor:
+    """Raw x0 of the last stage [S, 3, r, r] (before fusion), for seam statistics (§10 B2)."""
+    keys = sorted(k for k in raw.files if k.startswith("stage") and k[5:].isdigit())
+    return torch.from_numpy(raw[keys[-1]].astype(np.float32))
+
+
+def _load_normals_mask(path, size: int) -> np.ndarray:
+    m = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))[None, None]
+    return (torch.nn.functional.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)[0, 0] > 0.5).numpy()
+
+
+def to_markdown(results: list[dict]) -> str:
+    lines = ["| input | modes GT/flip | mode err ° | W | bar ½‖GT−flip‖ | W flat | best/avg mean ° | flat ° | "
+             "inflation ° | seam S (last stage) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        def g(k, fmt="{:.2f}"):
+            return fmt.format(r[k]) if k in r else "–"
+
+        modes = f"{r['modes']['n_gt']}/{r['modes']['n_flip']}" if "modes" in r else "–"
+        mode_err = f"{r['modes']['mode_err']:.1f}" if "modes" in r else "–"
+        best = f"{r['best_mean_deg']:.1f}/{r['avg_mean_deg']:.1f}" if "best_mean_deg" in r else "–"
+        lines.append(f"| {r['name']} | {modes} | {mode_err} | {g('wasserstein')} | {g('wasserstein_bar')} | "
+                     f"{g('wasserstein_flat')} | {best} | {g('flat_mean_deg', '{:.1f}')} | "
+                     f"{g('inflation_mean_deg', '{:.1f}')} | {np.mean(r['seam']):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def analyze_run(run_dir: str | Path, gt=None, gt_flip=None, mask=None, embed="auto", verbose=False) -> list[dict]:
+    """Analyze every input folder of a run (or one input folder); writes analysis.json / analysis.md."""
+    from data.io import write_text
+
+    run_dir = Path(run_dir)
+    folders = [run_dir] if any(run_dir.glob("*_run.json")) else sorted(
+        p for p in run_dir.iterdir() if p.is_dir() and any(p.glob("*_run.json")))
+    if not folders:
+        raise FileNotFoundError(f"{run_dir}: no multiscale.py outputs (*_run.json) found")
+    results = [analyze_input(f, gt, gt_flip, mask, embed) for f in folders]
+    write_text(run_dir / "analysis.json", json.dumps(results, indent=2))
+    md = to_markdown(results)
+    write_text(run_dir / "analysis.md", f"# Analysis of {run_dir.name}\n\n{md}")
+    if verbose:
+        print(md)
+    return results
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="multiscale.py output folders (run folder or one input's folder)")
+    p.add_argument("--gt", help="ground-truth normals .npy (3, H, W), overriding the run's record")
+    p.add_argument("--gt-flip", help="depth-reversed twin (default: computed from --gt)")
+    p.add_argument("--mask", help="evaluation mask .npy (H, W)")
+    p.add_argument("--embed", default="auto", choices=["auto", "tsne", "pca"])
+    args = p.parse_args(argv)
+    try:
+        for run in args.runs:
+            analyze_run(run, args.gt, args.gt_flip, args.mask, args.embed, verbose=True)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
