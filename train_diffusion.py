@@ -2,7 +2,7 @@
 """The one training loop for every system (STYLE.md §3.3).
 
     python train_diffusion.py --config configs/sfs/cpu.json --out runs/sfs-cpu
-    accelerate launch --config_file scripts/accelerate/4gpu_bf16.yaml train_diffusion.py --config configs/diffmotion/mixer.json
+    accelerate launch --config_file scripts/accelerate/4gpu_bf16.yaml train_diffusion.py --config configs/diffmotion/nattn_mid.json
 
 What is trained comes from the JSON config (+ `--set key=value`); how it runs comes from the flags below. Re-running the
 same command resumes from the newest complete checkpoint in `--out` (slurm requeue friendly). Each optimizer step sees
