@@ -1,5 +1,4 @@
 """Shared pytest setup: markers and determinism flags (STYLE.md §3.6)."""
-import os
 
 import pytest
 import torch
@@ -13,6 +12,15 @@ def pytest_configure(config):
         ("mitsuba", "needs the mitsuba package"),
     ]:
         config.addinivalue_line("markers", f"{name}: {doc}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The suite is many small ops: intra-op threads only add contention (10x slower on a busy 2-core machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(autouse=True)

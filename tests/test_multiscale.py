@@ -21,13 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "sfs" / "tiny.json"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def mini_schedule(**kw) -> Schedule:
     """§11.3 inference smoke test: 10 DDIM steps, 1 guidance iteration, V-cycle 64 -> 32 -> 48 -> 64, LCG at 64."""

@@ -16,14 +16,6 @@ from data.lambertian import (MIN_LZ, flip_normals, render_lambertian, render_lam
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and spin badly on a shared CPU)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _random_normals(b, h, w, gen):
     n = torch.randn(b, 3, h, w, generator=gen)

@@ -13,14 +13,6 @@ STD = torch.tensor([0.3, 0.8, 1.5])
 N = 20_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Many tiny ops: intra-op threading only adds contention on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def gaussian_model(abars, prediction):
     """Exact denoiser for data N(MU, STD^2) per dim: E[x0 | x_t] = MU + a s^2 / (a^2 s^2 + sig^2) (x_t - a MU)."""

@@ -16,14 +16,6 @@ from data.sfs_shapes import (OBJECT, RELIEF, normal_map, normals_from_height, ob
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and spin badly on a shared CPU)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _unit_fg(n):
     fg = (n != 0).any(0)

@@ -14,14 +14,6 @@ from models.sfs.tiling import tile, untile
 from models.sfs.vcycle import Sampler, Schedule, Stage, expected_calls, load_schedule
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # 2 shared cores: one thread avoids oversubscription stalls on many tiny ops
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def reliefs():

@@ -2,7 +2,6 @@
 import io
 import math
 
-import pytest
 import torch
 
 from models.nets.sfs_patch_unet import PatchUNet, PatchUNetConfig, sinusoidal_embedding
@@ -13,14 +12,6 @@ STAGES = {  # §4.2 table
     "up3": 33920, "out_res": 11664, "out_conv": 51,
 }
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and spin badly on a shared CPU)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_param_count_exact_and_per_stage():

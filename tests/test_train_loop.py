@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 from safetensors.torch import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
