@@ -120,8 +120,15 @@ def test_interior_shift_equivariance_with_rope():
     out = block(q, k, v)
     rolled = block(*(torch.roll(x, (shift, shift), dims=(1, 2)) for x in (q, k, v)))
     lo, hi = kern // 2, sizes[0] - kern // 2  # positions whose window is centred in both copies
-    torch.testing.assert_close(rolled[:, lo + shift:hi, lo + shift:hi], out[:, lo:hi - shift, lo:hi - shift],
-                               atol=1e-5, rtol=0)
+    interior = (slice(None), slice(lo + shift, hi), slice(lo + shift, hi))
+    moved = (slice(None), slice(lo, hi - shift), slice(lo, hi - shift))
+    torch.testing.assert_close(rolled[interior], out[moved], atol=1e-5, rtol=0)
+    # negative control: an absolute position embedding added to q breaks the equivariance
+    absolute = torch.randn(1, *sizes, 1, 8, generator=torch.Generator().manual_seed(1))
+    out_abs = block(q + absolute, k, v)
+    rolled_abs = block(torch.roll(q, (shift, shift), dims=(1, 2)) + absolute,
+                       *(torch.roll(x, (shift, shift), dims=(1, 2)) for x in (k, v)))
+    assert (rolled_abs[interior] - out_abs[moved]).abs().max() > 1e-3
 
 
 def test_bf16_forward_and_backward_run():
