@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from models import build_system
-from models.core.checkpoint import CheckpointError, export_checkpoint
+from models.core.checkpoint import CheckpointError, export_checkpoint, read_checkpoint
 from models.core.config import ConfigError, load_config, to_dict, to_json
 from models.core.ema import EMA
 from models.core.seeding import derive_seed
@@ -36,6 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=1e-4")
     p.add_argument("--out", help="run directory (default runs/<config name>); re-running resumes from it")
     p.add_argument("--data-root", help="dataset folder (overrides the config's data root where the system has one)")
+    p.add_argument("--init-from", metavar="CKPT", help="start from the weights of an exported checkpoint of the same "
+                   "system (fine-tuning / continuing with a new config); ignored when the run resumes")
     p.add_argument("--batch-per-gpu", type=int, help="micro-batch per process (default: global batch / processes); "
                    "the rest is gradient accumulation")
     p.add_argument("--precision", choices=["no", "bf16", "fp16"], default="no", help="autocast precision (bf16 on A100/H100)")
@@ -178,6 +180,15 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     system = build_system(cfg)
+    if args.init_from and not checkpoint_dirs(run_dir):
+        meta, weights = read_checkpoint(args.init_from)
+        if meta["system"] != cfg.system:
+            raise CheckpointError(f"{args.init_from}: a '{meta['system']}' checkpoint cannot start a '{cfg.system}' run")
+        try:
+            system.net.load_state_dict(weights, strict=True)
+        except RuntimeError:
+            raise CheckpointError(f"{args.init_from}: weights do not match the network of this config") from None
+        accelerator.print(f"initialised from {args.init_from} (step {meta.get('step')})")
     dataset = system.train_dataset("train", root=args.data_root)
     optim = cfg.optim
     opt = torch.optim.AdamW(system.net.parameters(), lr=optim.lr, betas=tuple(optim.betas),

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import torch
 from safetensors.torch import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,3 +75,14 @@ def test_bad_input_exits_2_and_keeps_results(tmp_path):
                                                                        "--batch-per-gpu", "2"], "not divisible")]:
         out = run(["--out", str(tmp_path / "x")] + args, check=False)
         assert out.returncode == 2 and needle in out.stderr
+
+
+def test_init_from_export(tmp_path):
+    run(["--out", str(tmp_path / "a"), "--no-demo", "--set", "train.steps=5", "optim.ema_decay=0"])
+    out = run(["--out", str(tmp_path / "b"), "--no-demo", "--init-from", str(tmp_path / "a" / "model.safetensors"),
+               "--set", "train.steps=1", "optim.lr=0", "optim.warmup_steps=0", "optim.ema_decay=0"])
+    assert "initialised from" in out.stdout + out.stderr
+    wa, wb = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # lr 0: the weights are exactly the ones loaded
+    bad = run(["--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "a" / "config.json")], check=False)
+    assert bad.returncode == 2 and "expected a .safetensors" in bad.stderr
