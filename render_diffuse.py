@@ -31,34 +31,11 @@ class InputError(ValueError):
     """Bad user input: reported on one line with exit code 2."""
 
 
-def _png_depth_and_type(path: Path) -> tuple[int, int]:
-    """(bit depth, colour type) from the PNG IHDR chunk; (0, 0) if the file is not a PNG."""
-    with open(path, "rb") as f:
-        head = f.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return 0, 0
-    return head[24], head[25]
-
-
 def _read_any(path: Path) -> np.ndarray:
-    """data.io.read_image, except 16-bit colour PNGs, which Pillow would truncate to 8 bits: those go through
-    OpenCV (BGR -> RGB, / 65535), the reference's reader."""
+    """data.io.read_image (16-bit colour PNGs keep their depth), with errors as InputError."""
     from data.io import read_image
 
     try:
-        if path.suffix.lower() == ".png":
-            depth, ctype = _png_depth_and_type(path)
-            if depth == 16 and ctype in (2, 6):  # RGB / RGBA
-                from models.core.optional import require
-                try:
-                    cv2 = require("cv2", feature=f"reading the 16-bit colour PNG {path}", extra="analysis")
-                except ImportError as err:
-                    raise InputError(f"{err.args[0].split(' (')[0]}; or convert it to .npy") from None
-                arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-                if arr is None:
-                    raise InputError(f"{path}: OpenCV could not decode this PNG")
-                order = [2, 1, 0, 3][: arr.shape[-1]]
-                return arr[..., order].astype(np.float32) / 65535.0
         return read_image(path)
     except (ValueError, OSError) as err:
         raise InputError(str(err)) from None
@@ -177,7 +154,7 @@ def render_files(a) -> list[Path]:
     """Render every input as described by the parsed arguments; returns the written paths."""
     import torch
 
-    from data.io import atomic_write, write_png
+    from data.io import atomic_write, write_npy, write_png
     from data.lambertian import render_lambertian, sample_albedo, sample_lights
     from models.core.seeding import derive_seed
 
@@ -202,9 +179,7 @@ def render_files(a) -> list[Path]:
         if "png" in a.format:
             written.append(write_png(stem.with_suffix(".png"), img, bits=16))
         if "npy" in a.format:
-            with atomic_write(stem.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
-                np.save(f, img.astype(np.float32), allow_pickle=False)
-            written.append(stem.with_suffix(".npy"))
+            written.append(write_npy(stem.with_suffix(".npy"), img.astype(np.float32)))
         meta = {"source": str(path), "light": [round(float(v), 8) for v in light], "albedo": albedo,
                 "ambient": a.ambient, "noise": a.noise, "seed": a.seed, "index": i, "min_lz": a.min_lz,
                 "size": list(img.shape), "foreground_fraction": float(mask.mean()),
