@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 
 from data.io import atomic_write
+from models.core.cli import UserError
 
 FORMAT = "gp3d/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that is not a valid checkpoint of the expected kind (message is one line)."""
 
 

@@ -12,8 +12,10 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.core.cli import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config file or override that does not match the dataclass schema."""
 
 
