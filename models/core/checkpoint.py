@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from data.io import atomic_write
+from models.core.io import atomic_write
 from models.core.cli import UserError
 
 FORMAT = "gp3d/1"

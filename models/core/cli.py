@@ -225,7 +225,7 @@ def fresh_output_dir(path: str | Path, flag: str = "--out", overwrite: bool = Fa
 
 def mark_complete(folder: str | Path, **info) -> Path:
     """Write the completion marker (last step of a run)."""
-    from data.io import write_text
+    from models.core.io import write_text
 
     info = {"finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **info}
     return write_text(Path(folder) / COMPLETE, json.dumps(info, indent=2) + "\n")
