@@ -129,7 +129,7 @@ def main(argv=None) -> int:
 
     b1_heldout_loss(system, args, rep)
 
-    stimuli = load_stimuli()
+    stimuli = load_stimuli(ROOT / "test_data" / "sfs")
     seeds = list(range(args.seeds))
     no_lcg = sched.replace(lcg=False)
     unguided = sched.replace(stages=[dataclasses.replace(sched.stages[-1], start="noise", guidance_from=0, lcg=False)],

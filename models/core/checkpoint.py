@@ -92,7 +92,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, dict]:
 
 
 def load_system(path: str | Path, device: str | torch.device = "cpu", expect: str | None = None):
-    """Rebuild a System from a checkpoint's metadata and load its weights strictly."""
+    """Rebuild a System from a checkpoint's metadata: built on the meta device, weights loaded straight in, strictly."""
     from models.core.config import ConfigError, from_dict
     from models.core.registry import get_system
 
@@ -105,9 +105,8 @@ def load_system(path: str | Path, device: str | torch.device = "cpu", expect: st
         cfg = from_dict(cls.Config, json.loads(meta["config"]), where=f"{Path(path).name}:config")
     except (KeyError, ConfigError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path}: bad config in metadata: {err}") from None
-    system = cls(cfg)
     try:
-        system.net.load_state_dict(state, strict=True)
+        system = cls.from_export(cfg, state, meta)
     except RuntimeError as err:
         first = str(err).strip().splitlines()
         raise CheckpointError(f"{path}: weights do not match the '{name}' network: {' '.join(first[:2])[:300]}") from None

@@ -30,11 +30,24 @@ class OptimConfig:
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     ema_decay: float = 0.999  # EMA of the exported weights; 0 = export the raw weights
 
+    def __post_init__(self):
+        if not self.lr >= 0 or not self.eps > 0 or not self.weight_decay >= 0 or self.warmup_steps < 0:
+            raise ConfigError(f"optim: need lr >= 0, eps > 0, weight_decay >= 0, warmup_steps >= 0 (got {self})")
+        if not 0 <= self.ema_decay < 1 or not self.grad_clip >= 0:
+            raise ConfigError(f"optim: need 0 <= ema_decay < 1 and grad_clip >= 0 (got {self.ema_decay}, "
+                              f"{self.grad_clip})")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+
 
 @dataclass
 class TrainConfig:
     steps: int = 1000  # optimizer steps
     batch_size: int = 8  # GLOBAL samples per optimizer step (split over processes and accumulation)
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError(f"train.steps and train.batch_size must be >= 1 (got {self.steps}, {self.batch_size})")
 
 
 def _coerce(tp, value, where: str):

@@ -1,5 +1,9 @@
-"""Name -> System class registry. Systems register themselves on import of models.systems."""
+"""Name -> System class registry. Every module of the models.systems package is imported on first lookup, so a new
+system registers itself by existing (no list to edit, and models.core imports no system)."""
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 _SYSTEMS: dict[str, type] = {}
 
@@ -17,15 +21,17 @@ def register_system(name: str):
     return wrap
 
 
-def get_system(name: str) -> type:
-    import models.systems  # noqa: F401  (imports every system module, filling the registry)
+def _discover() -> None:
+    import models.systems as pkg
 
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name != "base":
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+def get_system(name: str) -> type:
+    if name not in _SYSTEMS:
+        _discover()
     if name not in _SYSTEMS:
         raise KeyError(f"unknown system '{name}'; known: {', '.join(sorted(_SYSTEMS)) or 'none'}")
     return _SYSTEMS[name]
-
-
-def known_systems() -> list[str]:
-    import models.systems  # noqa: F401
-
-    return sorted(_SYSTEMS)

@@ -35,6 +35,35 @@ def seeded_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gen
     return g
 
 
+class SampleRNG:
+    """One generator per sample (EDM2's StackedRandomGenerator): sample i's draws depend only on seeds[i].
+
+    Training noise drawn through it is the same whatever the batch split over processes and accumulation steps,
+    and inference noise the same whatever the batch a seed is sampled in. Draws happen on `device` (a CUDA
+    generator on GPU: no host transfer), so a seed gives the same numbers on every machine of one device type.
+    """
+
+    def __init__(self, seeds, device: str | torch.device = "cpu"):
+        seeds = seeds.tolist() if torch.is_tensor(seeds) else list(seeds)
+        self.device = torch.device(device)
+        self.gens = [seeded_generator(int(s), self.device) for s in seeds]
+
+    def __len__(self):
+        return len(self.gens)
+
+    def randn(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
+        """[N, *shape] standard normal draws."""
+        return torch.stack([torch.randn(shape, generator=g, device=self.device, dtype=dtype) for g in self.gens])
+
+    def rand(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
+        """[N, *shape] uniform draws in [0, 1)."""
+        return torch.stack([torch.rand(shape, generator=g, device=self.device, dtype=dtype) for g in self.gens])
+
+    def randint(self, high: int, *shape: int) -> torch.Tensor:
+        """[N, *shape] integers in [0, high)."""
+        return torch.stack([torch.randint(high, shape, generator=g, device=self.device) for g in self.gens])
+
+
 def randn_per_sample(shape_per_sample, seeds: list[int], device="cpu", dtype=torch.float32) -> torch.Tensor:
     """Stack of N(0, I) draws, one generator per seed, drawn on the CPU so a seed means the same noise on every device."""
     out = [torch.randn(tuple(shape_per_sample), generator=seeded_generator(s)) for s in seeds]

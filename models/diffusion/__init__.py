@@ -1,7 +1,7 @@
 """Network-independent diffusion core: schedules, parameterizations, loss weightings and DDIM sampling."""
 from .losses import WEIGHTINGS, expected_loss_at_init, loss_weight, weighted_mse
 from .parameterization import (
-    PREDICTIONS, append_dims, convert_prediction, eps_from_v, eps_from_x0, make_target, predict_x0_eps,
+    PREDICTIONS, append_dims, convert_prediction, q_sample, eps_from_v, eps_from_x0, make_target, predict_x0_eps,
     v_from_eps, v_from_eps_x0, v_from_x0, x0_from_eps, x0_from_v,
 )
 from .samplers import ddim_sample, ddim_step, sample_noise_levels
@@ -20,7 +20,7 @@ __all__ = [
     "ddim_timesteps_floor", "abar_sequence",
     # parameterization
     "PREDICTIONS", "append_dims", "x0_from_eps", "eps_from_x0", "x0_from_v", "eps_from_v", "v_from_eps_x0",
-    "v_from_x0", "v_from_eps", "predict_x0_eps", "convert_prediction", "make_target",
+    "v_from_x0", "v_from_eps", "predict_x0_eps", "convert_prediction", "make_target", "q_sample",
     # losses
     "WEIGHTINGS", "loss_weight", "weighted_mse", "expected_loss_at_init",
     # samplers

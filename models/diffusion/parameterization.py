@@ -12,7 +12,7 @@ from torch import Tensor
 
 __all__ = [
     "PREDICTIONS", "append_dims", "x0_from_eps", "eps_from_x0", "x0_from_v", "eps_from_v", "v_from_eps_x0",
-    "v_from_x0", "v_from_eps", "predict_x0_eps", "convert_prediction", "make_target",
+    "v_from_x0", "v_from_eps", "predict_x0_eps", "convert_prediction", "make_target", "q_sample",
 ]
 
 PREDICTIONS = ("eps", "x0", "v")
@@ -29,6 +29,12 @@ def append_dims(c, x: Tensor) -> Tensor | float:
 
 def _prep(x: Tensor, *cs):
     return [append_dims(c, x) for c in cs]
+
+
+def q_sample(x0: Tensor, eps: Tensor, alpha, sigma) -> Tensor:
+    """The forward (noising) process x_t = alpha * x0 + sigma * eps (DDPM eq. 4 with alpha = sqrt(alpha_bar))."""
+    a, s = _prep(x0, alpha, sigma)
+    return a * x0 + s * eps
 
 
 def x0_from_eps(x_t: Tensor, eps: Tensor, alpha, sigma) -> Tensor:

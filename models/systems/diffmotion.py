@@ -17,8 +17,10 @@ import torch
 from data.motion import MotionDataConfig
 from models.core.config import OptimConfig, TrainConfig
 from models.core.registry import register_system
+from models.core.seeding import SampleRNG
 from models.diffusion.losses import loss_weight
-from models.diffusion.samplers import ddim_sample, sample_noise_levels
+from models.diffusion import eps_from_v, q_sample
+from models.diffusion.samplers import ddim_sample
 from models.diffusion.schedules import (abar_sequence, alpha_sigma, ddim_timesteps_floor, discrete_logsnr_table,
                                         logsnr_cosine, logsnr_to_alpha_bar)
 from models.nets.uvit3d import UViT3D, UViT3DConfig
@@ -76,19 +78,20 @@ class DiffMotionSystem(System):
 
     # ------------------------------------------------------------------------------------------------ training
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Continuous-time v-prediction loss written in eps space (§4.1); noise from the global torch RNG."""
+        """Continuous-time v-prediction loss written in eps space; noise drawn per sample from batch["seed"]."""
         d = self.cfg.diffusion
         x0, cond = batch["target"].float(), batch["frames"].float()
         bsz, frames = x0.shape[:2]
+        rng = self.rng(batch)
         with torch.autocast(x0.device.type, enabled=False):
-            t = sample_noise_levels(bsz, frames, d.noise_mode, device=x0.device)
+            t = rng.rand(1 if d.noise_mode == "shared" else frames).expand(bsz, frames)
             lam = logsnr_cosine(t, d.logsnr_min, d.logsnr_max, d.shift).float()  # [B, T]
-            alpha, sigma = (c[..., None, None, None] for c in alpha_sigma(lam))
-            eps = torch.randn_like(x0).clamp(-d.eps_clamp, d.eps_clamp)
-            z = alpha * x0 + sigma * eps
+            alpha, sigma = alpha_sigma(lam)
+            eps = rng.randn(*x0.shape[1:]).clamp(-d.eps_clamp, d.eps_clamp)
+            z = q_sample(x0, eps, alpha, sigma)
         v_hat = self.net(z, d.noise_scale * lam, cond)  # under the caller's autocast, if any
         with torch.autocast(x0.device.type, enabled=False):
-            eps_hat = alpha * v_hat.float() + sigma * z
+            eps_hat = eps_from_v(z, v_hat.float(), alpha, sigma)
             w = loss_weight(d.weighting, lam, target="eps", bias=d.weight_bias).float()[..., None, None, None]
             err = w * (eps_hat - eps).square()
             logs = {f"loss_{name}": err[:, :, sl].mean() for name, sl in GROUPS}
@@ -127,8 +130,7 @@ class DiffMotionSystem(System):
             raise ValueError(f"need one seed per clip: {frames.shape[0]} clips, {len(seeds)} seeds")
         bsz, t, _, hgt, wid = frames.shape
         cond = frames.to(device=device, dtype=torch.float32)
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        x = torch.stack([torch.randn(t, self.cfg.net.out_channels, hgt, wid, generator=g) for g in gens])
+        x = SampleRNG(seeds).randn(t, self.cfg.net.out_channels, hgt, wid)  # on the CPU: same noise on any device
         x = x.clamp(-d.eps_clamp, d.eps_clamp).to(device)
         lams, abars = self.sampling_schedule(steps, sampling_shift)
 
@@ -143,6 +145,25 @@ class DiffMotionSystem(System):
             return ddim_sample(model_fn, x, abars, prediction="v", progress=progress)
         finally:
             self.net.train(was_training)
+
+    def example_inputs(self) -> dict:
+        """A static grey clip at the training resolution (valid, if dull)."""
+        res = self.cfg.data.resolution
+        return {"frames": torch.zeros(3, 3, res, res)}
+
+    def infer(self, inputs: dict, seeds: list[int], steps: int | None = None, sampling_shift: float | None = None,
+              precision: str = "fp32", batch: int = 4, progress: bool = False) -> dict[str, "np.ndarray"]:
+        """{"frames": [3, 3, H, W] in [-1, 1]} -> {"normal", "albedo", "material": [S, 3 frames, 3, H, W] in [-1, 1]}."""
+        from models.core.cli import autocast_dtype
+
+        frames = torch.as_tensor(inputs["frames"]).float()
+        outs = []
+        for i in range(0, len(seeds), batch):
+            chunk = list(seeds[i:i + batch])
+            outs.append(self.sample(frames[None].expand(len(chunk), -1, -1, -1, -1), chunk, steps, progress,
+                                    sampling_shift, autocast_dtype(precision)).float().cpu())
+        pred = torch.cat(outs)
+        return {name: pred[:, :, sl].numpy() for name, sl in GROUPS}
 
     def demo(self, out_dir: Path, step: int) -> list[Path]:
         """One held-out clip, the configured seeds -> input strip above one grid per seed, as one PNG."""

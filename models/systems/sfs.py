@@ -18,12 +18,10 @@ from data.lambertian import render_random
 from data.sfs import SfsCropDataset, SfsDataConfig
 from models.core.config import OptimConfig, TrainConfig
 from models.core.registry import register_system
-from models.diffusion import cosine_alpha_bar, linear_alpha_bar
+from models.diffusion import cosine_alpha_bar, linear_alpha_bar, q_sample
 from models.nets.sfs_patch_unet import PatchUNet, PatchUNetConfig
 from models.systems.base import System
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_STIMULUS = ROOT / "test_data" / "sfs" / "star_image.npy"  # an ambiguous stimulus: both modes should appear
 DEMO_SEEDS = (0, 1, 2, 3)
 
 
@@ -69,18 +67,19 @@ class SfsSystem(System):
 
     # -- training -------------------------------------------------------------------------------------------------
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """batch["normals"]: [B, K, 3, c, c] crops (or [B, 3, c, c]); all noise from the global RNG."""
+        """batch["normals"]: [B, K, 3, c, c] crops (or [B, 3, c, c]); every random draw comes from the item's seed."""
         x0 = batch["normals"].float()
-        x0 = x0.flatten(0, 1) if x0.dim() == 5 else x0
+        x0 = x0 if x0.dim() == 5 else x0[:, None]
+        k, c = x0.shape[1], x0.shape[-1]
+        rng = self.rng(batch)
         d = self.cfg.data
-        image, _, _ = render_random(x0, None, d.min_lz, tuple(d.albedo_range), tuple(d.ambient_range),
-                                    tuple(d.noise_range))
-        n = x0.shape[0]
-        t = torch.randint(0, self.cfg.diffusion.timesteps, (n,), device=x0.device)
-        eps = torch.randn_like(x0)
-        ab = self.alpha_bar[t].view(n, 1, 1, 1)
-        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-        pred = self.net(x_t, t, image).float()
+        image = torch.cat([render_random(x0[i], gen, d.min_lz, tuple(d.albedo_range), tuple(d.ambient_range),
+                                         tuple(d.noise_range))[0] for i, gen in enumerate(rng.gens)])
+        t = rng.randint(self.cfg.diffusion.timesteps, k).flatten()
+        eps = rng.randn(k, 3, c, c).flatten(0, 1)
+        x0 = x0.flatten(0, 1)
+        ab = self.alpha_bar[t]
+        pred = self.net(q_sample(x0, eps, ab.sqrt(), (1 - ab).sqrt()), t, image).float()
         kind = self.cfg.diffusion.loss
         if kind == "huber":
             per = F.smooth_l1_loss(pred, eps, beta=self.cfg.diffusion.huber_beta, reduction="none")
@@ -90,13 +89,13 @@ class SfsSystem(System):
             per = (pred - eps).square()
         per_tile = per.flatten(1).mean(1)
         loss = per_tile.mean()
-        with torch.no_grad():
-            lo = t < self.cfg.diffusion.timesteps // 3
-            hi = t >= 2 * self.cfg.diffusion.timesteps // 3
+        with torch.no_grad():  # masked means: no host sync inside the step
+            lo = (t < self.cfg.diffusion.timesteps // 3).float()
+            hi = (t >= 2 * self.cfg.diffusion.timesteps // 3).float()
             logs = {
-                "mse": (pred - eps).square().mean().detach(),
-                "loss_t_low": per_tile[lo].mean() if lo.any() else loss.new_zeros(()),
-                "loss_t_high": per_tile[hi].mean() if hi.any() else loss.new_zeros(()),
+                "mse": (pred - eps).square().mean(),
+                "loss_t_low": (per_tile * lo).sum() / lo.sum().clamp_min(1),
+                "loss_t_high": (per_tile * hi).sum() / hi.sum().clamp_min(1),
                 "fg_frac": (x0.abs().sum(1) > 0).float().mean(),
             }
         return loss, logs
@@ -122,28 +121,46 @@ class SfsSystem(System):
         finally:
             self.net.train(was_training)
 
+    def example_inputs(self) -> dict:
+        """A shaded sphere at 32 px: the classic convex/concave ambiguous stimulus."""
+        from data.lambertian import render_lambertian_np
+
+        normals = sphere_normals(32)
+        return {"image": render_lambertian_np(normals, [-0.3, 0.4, 0.866])}
+
+    def infer(self, inputs: dict, seeds: list[int], schedule="fast", precision: str = "fp32",
+              progress: bool = False) -> dict[str, np.ndarray]:
+        """{"image": [H, W] in [0, 1] (square), "mask": optional [H, W]} -> {"normals": [S, 3, h, w]} (x right,
+        y up, z to the viewer) at the schedule's final resolution, plus the fused map when the schedule fuses."""
+        res = self.sample(inputs["image"], seeds, schedule, inputs.get("mask"), precision=precision, progress=progress)
+        return {"normals": res.normals.cpu().numpy()}
+
     def demo(self, out_dir: Path, step: int) -> list[Path]:
-        """Fast-preset samples (4 seeds) of one held-out ambiguous stimulus -> one PNG row: image + normals."""
+        """Fast-preset samples (4 seeds) of the ambiguous sphere -> one PNG row: image + normals."""
         from data.io import write_png
 
-        if not DEMO_STIMULUS.is_file():
-            return []
-        image = np.load(DEMO_STIMULUS).astype(np.float32)
-        res = self.sample(image, DEMO_SEEDS, "fast")
-        size = res.normals.shape[-1]
+        image = self.example_inputs()["image"]
+        normals = torch.from_numpy(self.infer({"image": image}, list(DEMO_SEEDS))["normals"])
+        size = normals.shape[-1]
         img = torch.nn.functional.interpolate(torch.from_numpy(image)[None, None], size=(size, size),
                                               mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
         panels = [img[..., None].expand(size, size, 3).numpy()]
-        panels += [((1 + n.permute(1, 2, 0)) / 2).clamp(0, 1).numpy() for n in res.normals]
+        panels += [((1 + n.permute(1, 2, 0)) / 2).clamp(0, 1).numpy() for n in normals]
         gap = np.ones((size, 2, 3), np.float32)
         row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
         row = row.repeat(2, 0).repeat(2, 1)  # the fast preset ends at 64 px; enlarge for viewing
-        path = Path(out_dir) / f"sfs_demo_s{step:08d}.png"
-        write_png(path, row)
-        return [path]
+        return [write_png(Path(out_dir) / f"sfs_demo_s{step:08d}.png", row)]
 
 
-def load_stimuli(folder: str | Path = ROOT / "test_data" / "sfs") -> dict:
+def sphere_normals(size: int) -> np.ndarray:
+    """[3, size, size] normals of a sphere filling the frame (0 outside)."""
+    v, u = np.meshgrid(np.linspace(1, -1, size), np.linspace(-1, 1, size), indexing="ij")
+    r2 = u * u + v * v
+    inside = r2 < 1
+    return (np.stack([u, v, np.sqrt(np.clip(1 - r2, 0, 1))]) * inside).astype(np.float32)
+
+
+def load_stimuli(folder: str | Path) -> dict:
     """stimuli.json of a test_data folder: name -> entry with absolute paths (image, normals, normals_flip, mask)."""
     folder = Path(folder)
     meta = json.loads((folder / "stimuli.json").read_text())["stimuli"]

@@ -11,8 +11,8 @@ import torch
 
 from models.core.config import OptimConfig, TrainConfig
 from models.core.registry import register_system
-from models.diffusion.samplers import ddim_sample
-from models.diffusion.schedules import alpha_sigma, logsnr_cosine, logsnr_to_alpha_bar
+from models.core.seeding import SampleRNG
+from models.diffusion import alpha_sigma, ddim_sample, logsnr_cosine, logsnr_to_alpha_bar, q_sample, v_from_eps_x0
 from models.nets.toy_mlp import ToyMLP, ToyMLPConfig
 from models.systems.base import System
 
@@ -58,30 +58,36 @@ class ToySystem(System):
         self.net = ToyMLP(cfg.net)
 
     def forward(self, batch):
+        """v-prediction loss (Salimans & Ho 2022) under the cosine logSNR schedule; noise drawn per sample."""
         x0 = batch["x0"]
-        logsnr = logsnr_cosine(torch.rand(x0.shape[0], device=x0.device)).float()
-        alpha, sigma = (a[:, None] for a in alpha_sigma(logsnr))
-        eps = torch.randn_like(x0)
-        v_target = alpha * eps - sigma * x0
-        loss = (self.net(alpha * x0 + sigma * eps, 0.125 * logsnr) - v_target).square().mean()
-        return loss, {}
+        rng = self.rng(batch)
+        logsnr = logsnr_cosine(rng.rand()).float()
+        alpha, sigma = alpha_sigma(logsnr)
+        eps = rng.randn(x0.shape[1])
+        pred = self.net(q_sample(x0, eps, alpha, sigma), 0.125 * logsnr)
+        return (pred - v_from_eps_x0(eps, x0, alpha, sigma)).square().mean(), {}
 
     def train_dataset(self, split="train", root=None):
         return MixtureDataset(self.cfg.data, seed=0 if split == "train" else 1)
 
+    def example_inputs(self) -> dict:
+        return {"n": 64}
+
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
-        device = next(self.net.parameters()).device
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.randn(n, self.cfg.net.dim, generator=gen).to(device)
-        t = torch.linspace(1.0, 0.0, self.cfg.sample_steps + 1)[:-1]
+    def infer(self, inputs: dict, seeds: list[int], steps: int | None = None) -> dict[str, np.ndarray]:
+        """{"n": points per seed} -> {"points": [S, n, 2]}; seed s always gives the same points."""
+        n = int(inputs.get("n", 512))
+        device = self.device
+        x = SampleRNG(seeds).randn(n, self.cfg.net.dim).flatten(0, 1).to(device)
+        t = torch.linspace(1.0, 0.0, (steps or self.cfg.sample_steps) + 1)[:-1]
         logsnrs = logsnr_cosine(t).float()
         abars = [float(a) for a in logsnr_to_alpha_bar(logsnrs)] + [1.0]
 
         def model_fn(x_t, i):
             return self.net(x_t, torch.full((x_t.shape[0],), 0.125 * float(logsnrs[i]), device=device))
 
-        return ddim_sample(model_fn, x, abars, prediction="v")
+        points = ddim_sample(model_fn, x, abars, prediction="v")
+        return {"points": points.view(len(seeds), n, -1).cpu().numpy()}
 
     def demo(self, out_dir: Path, step: int):
         import matplotlib
@@ -91,7 +97,7 @@ class ToySystem(System):
 
         from data.io import atomic_write
 
-        pts = self.sample(512).cpu().numpy()
+        pts = self.infer({"n": 512}, [0])["points"][0]
         fig, ax = plt.subplots(figsize=(3, 3))
         ax.scatter(pts[:, 0], pts[:, 1], s=2)
         ax.set(xlim=(-2, 2), ylim=(-2, 2), title=f"step {step}")
