@@ -185,7 +185,7 @@ def run(args) -> Path:
 
     from data.io import write_npy, write_png, write_text
     from models.core.seeding import parse_seeds
-    from models.diffmotion_grid import input_strip, prediction_grid
+    from models.diffmotion.grid import input_strip, prediction_grid
 
     try:
         seeds = parse_seeds(args.seeds)

@@ -17,9 +17,8 @@ import torch
 
 from data.io import read_image
 from data.motion_render import MODALITIES, build_pointer, scan_sequences  # noqa: F401  (re-exported)
+from models.diffmotion.channels import TARGET_SLICES
 
-TARGET_SLICES = {"normal": slice(0, 3), "albedo": slice(3, 6), "metallic": slice(6, 7), "specular": slice(7, 8),
-                 "roughness": slice(8, 9)}
 TARGET_KEYS = tuple(TARGET_SLICES)
 HELD_OUT_SPLITS = ("held_out", "val", "test")
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from models import diffmotion_metrics as M
+from models.diffmotion import metrics as M
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "diffmotion" / "tiny.json"
@@ -128,8 +127,7 @@ def test_checks_script_end_to_end(tmp_path):
     from models.core.checkpoint import export_checkpoint
     from models.core.config import load_config, to_dict
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import diffmotion_checks
+    from benchmarks import diffmotion_checks
 
     for split, held in (("train", False), ("held_out", True)):
         mr.generate(tmp_path / split, 2, 1, resolution=32, backend="numpy", seed=0, held_out=held, progress=False)
@@ -169,8 +167,7 @@ def test_checks_script_end_to_end(tmp_path):
 
 def test_clip_metrics_wiring_with_perfect_prediction():
     """The script's channel slices and baselines: a prediction equal to the GT scores 0 on every model metric."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import diffmotion_checks
+    from models.diffmotion import checks as diffmotion_checks
 
     n, mask = _hemisphere(16)
     target = -torch.ones(3, 9, 16, 16)

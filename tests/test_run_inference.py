@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import run_inference as ri
-from models.diffmotion_grid import prediction_grid, write_grid
+from models.diffmotion.grid import prediction_grid, write_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "diffmotion" / "tiny.json"

@@ -1,65 +1,33 @@
-#!/usr/bin/env python
-"""Learning, diversity and timing checks of a trained DiffMotion checkpoint (specs/diffmotion.md §10.4, §10.5).
+"""Learning, diversity and timing checks of a trained DiffMotion checkpoint, as a library.
 
-    python benchmarks/diffmotion_checks.py --ckpt runs/diffmotion-cpu64/model.safetensors \
-        --held-out data/diffmotion64/held_out --train data/diffmotion64/train \
-        --out benchmarks/results/diffmotion_checks.md
-    ... --max-clips 8 --seeds 0-7 --steps 50 --device cuda --threads 2 --batch 17
+`evaluate` samples the held-out clips and returns every number; `write_report` writes them as markdown + JSON.
+benchmarks/diffmotion_checks.py is the command line over these two.
 
-§10.4 (seed 0, moving held-out clips, no augmentation, foreground = GT normal length in [0.9, 1.1], averaged over
-frames, then over clips): normal angular error vs B1 (0, 0, 1) and B2 (per-pixel training mean); albedo si-MSE vs B3
-(input RGB) and B4 (training-mean colour); metallic/specular/roughness MAE vs B5 (training means); normal error after
-swapping the conditioning with another object's clip. §10.5: pairwise angular diversity D of K seeds for static
-(frame 0 x 3) and moving inputs. Timing: 10 seeds of one clip in one batch with the checkpoint's DDIM steps.
-Writes <out>.md and <out>.json atomically. Baseline statistics use training foreground pixels only (see
-models/diffmotion_metrics.training_baselines).
+Learning check (seed 0, moving held-out clips, no augmentation, foreground = GT normal length in [0.9, 1.1], averaged
+over frames, then over clips): normal angular error vs B1 (0, 0, 1) and B2 (per-pixel training mean); albedo si-MSE vs
+B3 (input RGB) and B4 (training-mean colour); metallic/specular/roughness MAE vs B5 (training means); normal error after
+swapping the conditioning with another object's clip. Diversity check: pairwise angular diversity D of K seeds for
+static (frame 0 x 3) and moving inputs; motion should narrow the spread (the paper's claim that differential motion
+disambiguates shape). Timing: a batch of seeds of one clip with the checkpoint's DDIM steps. Baseline statistics use
+training foreground pixels only (see metrics.training_baselines).
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import datetime
 import json
 import math
 import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from data.motion import MotionDataset, foreground_mask
+from models.core.config import to_dict
+from models.core.io import write_text
+from models.diffmotion import metrics as M
 
-from data.io import write_text  # noqa: E402
-from data.motion import MotionDataset, foreground_mask  # noqa: E402
-from models import load_system  # noqa: E402
-from models import diffmotion_metrics as M  # noqa: E402
-from models.core.checkpoint import read_metadata  # noqa: E402
-from models.core.config import to_dict  # noqa: E402
-from models.core.seeding import parse_seeds  # noqa: E402
-
-SPEC_STEPS, SPEC_SEEDS = 50, 8
-
-
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="exported diffmotion .safetensors")
-    p.add_argument("--held-out", help="held-out dataset root (default: the checkpoint config's data.held_out_root)")
-    p.add_argument("--train", help="training dataset root for the baselines (default: the config's data.root)")
-    p.add_argument("--out", default="benchmarks/results/diffmotion_checks.md", help="markdown report; .json next to it")
-    p.add_argument("--max-clips", type=int, default=0, help="evaluate N evenly spaced held-out clips (0 = all)")
-    p.add_argument("--seeds", default="0-7", help="seeds for §10.5 diversity (spec: 8); §10.4 always uses seed 0")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the checkpoint's sampling_steps)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--batch", type=int, default=0, help="max samples per sampler call (0 = all 2K+1 of a clip at once)")
-    p.add_argument("--timing-seeds", type=int, default=10, help="seeds in the timing batch (0 = skip timing)")
-    p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+FAITHFUL_STEPS, FAITHFUL_SEEDS = 50, 8  # the checkpoint's DDIM steps and the seed count the thresholds assume
 
 
 # ------------------------------------------------------------------------------------------------------- header
@@ -176,7 +144,7 @@ def nanmean(values) -> float:
 
 
 def checks(agg: dict, per_clip: list[dict], k: int) -> list[dict]:
-    """Pass/fail rows of §10.4 and §10.5 from the clip-averaged numbers."""
+    """Pass/fail rows of the learning and diversity checks from the clip-averaged numbers."""
     a, rows = agg, []
 
     def row(section, check, value, reference, rule, ok, unit=""):
@@ -184,32 +152,32 @@ def checks(agg: dict, per_clip: list[dict], k: int) -> list[dict]:
                      "pass": None if ok is None else bool(ok), "unit": unit})
 
     nm, b1, b2 = a["normal_mae_model"], a["normal_mae_b1"], a["normal_mae_b2"]
-    row("10.4", "normals: mean angular error", nm, f"B1 {b1:.2f}°, B2 {b2:.2f}°",
+    row("learning", "normals: mean angular error", nm, f"B1 {b1:.2f}°, B2 {b2:.2f}°",
         f"≤ 0.6·B1 ({0.6 * b1:.2f}°) and ≤ 0.8·B2 ({0.8 * b2:.2f}°)",
         M.ratio_rule(nm, b1, 0.6) and M.ratio_rule(nm, b2, 0.8), "°")
     am, b3, b4 = a["albedo_simse_model"], a["albedo_simse_b3"], a["albedo_simse_b4"]
-    row("10.4", "albedo: si-MSE", am, f"B3 {b3:.5f}, B4 {b4:.5f}",
+    row("learning", "albedo: si-MSE", am, f"B3 {b3:.5f}, B4 {b4:.5f}",
         f"≤ 0.8·B3 ({0.8 * b3:.5f}) and ≤ 0.8·B4 ({0.8 * b4:.5f})",
         M.ratio_rule(am, b3, 0.8) and M.ratio_rule(am, b4, 0.8))
     mm, b5 = a["material_mae_model"], a["material_mae_b5"]
     per = ", ".join(f"{c} {a[f'{c}_mae_model']:.4f}/{a[f'{c}_mae_b5']:.4f}" for c in M.MATERIAL_NAMES)
-    row("10.4", "materials: MAE (mean of metallic, specular, roughness)", mm, f"B5 {b5:.4f} ({per}; model/B5)",
+    row("learning", "materials: MAE (mean of metallic, specular, roughness)", mm, f"B5 {b5:.4f} ({per}; model/B5)",
         f"≤ 0.9·B5 ({0.9 * b5:.4f})", M.ratio_rule(mm, b5, 0.9))
     sw = a["normal_mae_swapped"]
-    row("10.4", "conditioning use: normal error with swapped conditioning", sw, f"own {nm:.2f}°",
+    row("learning", "conditioning use: normal error with swapped conditioning", sw, f"own {nm:.2f}°",
         f"≥ 1.5·own ({1.5 * nm:.2f}°)", None if math.isnan(sw) else sw >= 1.5 * nm, "°")
     ds, dm = a["d_static"], a["d_moving"]
     diffs = [c["static_min_pair_maxdiff"] for c in per_clip]
-    row("10.5", f"static inputs: D_static ({k} seeds)", ds, "", "≥ 1.5° on average",
+    row("diversity", f"static inputs: D_static ({k} seeds)", ds, "", "≥ 1.5° on average",
         None if k < 2 else ds >= 1.5, "°")
-    row("10.5", "static inputs: min over clips and seed pairs of max abs(Δ)",
+    row("diversity", "static inputs: min over clips and seed pairs of max abs(Δ)",
         float(np.min(diffs)) if diffs else math.nan,
         "", "> 1e-3 (no two seeds identical)", None if k < 2 else all(d > 1e-3 for d in diffs))
     wins = [c["d_static"] > c["d_moving"] for c in per_clip]
     share = float(np.mean(wins)) if wins else math.nan
-    row("10.5", "motion narrows: share of clips with D_static > D_moving", share, f"{sum(wins)}/{len(wins)} clips",
+    row("diversity", "motion narrows: share of clips with D_static > D_moving", share, f"{sum(wins)}/{len(wins)} clips",
         "≥ 0.6", None if k < 2 else share >= 0.6)
-    row("10.5", "motion narrows: mean D_static vs mean D_moving", ds, f"D_moving {dm:.3f}°", "D_static > D_moving",
+    row("diversity", "motion narrows: mean D_static vs mean D_moving", ds, f"D_moving {dm:.3f}°", "D_static > D_moving",
         None if k < 2 else ds > dm, "°")
     return rows
 
@@ -230,7 +198,7 @@ def table(header: list[str], rows: list[list]) -> list[str]:
 def markdown(info: dict, rows: list[dict], agg: dict, per_clip: list[dict], timing: dict | None,
              notes: list[str]) -> str:
     i, c = info, info["checkpoint"]
-    L = ["# DiffMotion checks (specs/diffmotion.md §10.4, §10.5)", "",
+    L = ["# DiffMotion checks: learning, diversity, timing", "",
          f"- command: `{i['command']}`", f"- date: {i['date']}", f"- hardware: {i['hardware']}",
          f"- checkpoint: `{i['ckpt']}`: step {c['step']}, created {c['created']}, ema {c['ema']}, "
          f"git {c['git_commit']}, {c['params']:,} parameters",
@@ -240,10 +208,10 @@ def markdown(info: dict, rows: list[dict], agg: dict, per_clip: list[dict], timi
          f"EMA {c['ema_decay']}; sampling {c['sampling_steps']} steps, shift {c['sampling_shift']}",
          f"- data: held-out `{i['held_out']}` ({i['clips']} of {i['clips_total']} clips), train `{i['train']}` "
          f"({i['train_frames']} distinct frames, foreground share {i['train_fg_share']:.3f})",
-         f"- sampling: {i['steps']} DDIM steps, §10.4 seed 0, §10.5 seeds {i['seeds']}; {i['net_calls']} network "
+         f"- sampling: {i['steps']} DDIM steps, learning check seed 0, diversity seeds {i['seeds']}; {i['net_calls']} network "
          f"calls, {i['net_samples']} sample-evaluations, {i['eval_seconds']:.1f} s", ""]
     res = {None: "n/a", True: "PASS", False: "**FAIL**"}
-    L += table(["§", "check", "value", "reference", "pass rule", "result"],
+    L += table(["kind", "check", "value", "reference", "pass rule", "result"],
                [[r["section"], r["check"], fmt(r["value"], r["unit"]), r["reference"], r["rule"], res[r["pass"]]]
                 for r in rows])
     L += ["", "## Share of foreground pixels under an angular error (seed 0, averaged over frames and clips)", ""]
@@ -280,124 +248,117 @@ def jsonable(x):
     return x
 
 
-# ---------------------------------------------------------------------------------------------------------- main
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+# ------------------------------------------------------------------------------------------------------ evaluate
+def pick_clips(n: int, max_clips: int) -> list[int]:
+    """All n clip indices, or max_clips evenly spaced ones."""
+    if not max_clips or max_clips >= n:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, max_clips).round().astype(int).tolist()))
+
+
+def evaluate(system, held: MotionDataset, train: MotionDataset, seeds: list[int], steps: int, batch: int = 0,
+             max_clips: int = 0, timing_seeds: int = 10, progress: bool = True) -> dict:
+    """Every number of the checks for `system` on the held-out clips (baselines from `train`).
+
+    Returns {"rows", "aggregate", "per_clip", "timing", "notes", "baselines", "picks", "net_calls", "net_samples",
+    "eval_seconds"}. Raises ValueError when no held-out clip moves.
+    """
     from tqdm import tqdm
 
-    progress = not args.no_progress
-    device = torch.device(args.device)
-    seeds = parse_seeds(args.seeds)
-    system = load_system(args.ckpt, device=device, expect="diffmotion")
-    meta = read_metadata(args.ckpt)
-    cfg = system.cfg
-    steps = args.steps or cfg.diffusion.sampling_steps
-    data_cfg = dataclasses.replace(cfg.data, augment_held_out=False)  # §10.4: no augmentation on held-out clips
-    held_root, train_root = args.held_out or data_cfg.held_out_root, args.train or data_cfg.root
-    held = MotionDataset(data_cfg, split="held_out", root=held_root)
-    train = MotionDataset(data_cfg, split="train", root=train_root)
+    device = next(system.net.parameters()).device
     counter = CallCounter(system.net)
-
-    base = M.training_baselines(tqdm(train_targets(train), desc="train stats", unit="frame", disable=not progress))
-    n = len(held)
-    picks = list(range(n)) if not args.max_clips or args.max_clips >= n else \
-        sorted(set(np.linspace(0, n - 1, args.max_clips).round().astype(int).tolist()))
-    per_clip, notes = [], []
-    t_eval = time.perf_counter()
-    for i in tqdm(picks, desc="held-out clips", unit="clip", disable=not progress):
-        item, e = held[(i, 0)], held.entries[i]
-        frames, target = item["frames"], item["target"]
-        name = f"{e.get('folder', i)}/{e.get('sequence', '?')}/{e.get('frame_group', '?')}"
-        if all(torch.equal(frames[0], frames[f]) for f in (1, 2)):
-            notes.append(f"clip {name} has 3 identical frames (not moving): skipped")
-            continue
-        j = partner_index(held.entries, i)
-        static = frames[0:1].expand(3, -1, -1, -1)
-        conds = [frames] * len(seeds) + [static] * len(seeds)
-        item_seeds = list(seeds) + list(seeds)
-        if j is not None:
-            conds.append(held[(j, 0)]["frames"])
-            item_seeds.append(0)
-        if 0 not in seeds:
-            conds.append(frames)
-            item_seeds.append(0)
-        out = sample_all(system, torch.stack(conds), item_seeds, steps, args.batch, progress)
+    try:
+        base = M.training_baselines(tqdm(train_targets(train), desc="train stats", unit="frame",
+                                         disable=not progress))
+        picks = pick_clips(len(held), max_clips)
+        per_clip, notes = [], []
+        t_eval = time.perf_counter()
         k = len(seeds)
-        moving, stat = out[:k], out[k:2 * k]
-        swapped = out[2 * k] if j is not None else None
-        pred0 = moving[seeds.index(0)] if 0 in seeds else out[-1]
-        r = clip_metrics(pred0, swapped, stat, moving, frames, target, base)
-        per_clip.append({"index": i, "name": name, "partner": j, **r})
-    eval_seconds = time.perf_counter() - t_eval
-    if not per_clip:
-        raise SystemExit("no moving held-out clips to evaluate")
-    eval_calls, eval_samples = counter.calls, counter.samples
+        for i in tqdm(picks, desc="held-out clips", unit="clip", disable=not progress):
+            item, e = held[(i, 0)], held.entries[i]
+            frames, target = item["frames"], item["target"]
+            name = f"{e.get('folder', i)}/{e.get('sequence', '?')}/{e.get('frame_group', '?')}"
+            if all(torch.equal(frames[0], frames[f]) for f in (1, 2)):
+                notes.append(f"clip {name} has 3 identical frames (not moving): skipped")
+                continue
+            j = partner_index(held.entries, i)
+            static = frames[0:1].expand(3, -1, -1, -1)
+            conds, item_seeds = [frames] * k + [static] * k, list(seeds) + list(seeds)
+            if j is not None:
+                conds.append(held[(j, 0)]["frames"])
+                item_seeds.append(0)
+            if 0 not in seeds:
+                conds.append(frames)
+                item_seeds.append(0)
+            out = sample_all(system, torch.stack(conds), item_seeds, steps, batch, progress)
+            moving, stat = out[:k], out[k:2 * k]
+            swapped = out[2 * k] if j is not None else None
+            pred0 = moving[seeds.index(0)] if 0 in seeds else out[-1]
+            r = clip_metrics(pred0, swapped, stat, moving, frames, target, base)
+            per_clip.append({"index": i, "name": name, "partner": j, **r})
+        eval_seconds = time.perf_counter() - t_eval
+        if not per_clip:
+            raise ValueError("no moving held-out clips to evaluate")
+        eval_calls, eval_samples = counter.calls, counter.samples
+        keys = [key for key, v in per_clip[0].items() if isinstance(v, float)]
+        agg = {key: nanmean([c[key] for c in per_clip]) for key in keys}
+        rows = checks(agg, per_clip, k)
 
-    keys = [k for k, v in per_clip[0].items() if isinstance(v, float)]
-    agg = {k: nanmean([c[k] for c in per_clip]) for k in keys}
-    rows = checks(agg, per_clip, len(seeds))
+        timing = None
+        if timing_seeds > 0:
+            t_steps = system.cfg.diffusion.sampling_steps
+            frames = held[(picks[0], 0)]["frames"][None].expand(timing_seeds, -1, -1, -1, -1)
+            counter.calls = counter.samples = 0
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            system.sample(frames.to(device), list(range(timing_seeds)), steps=t_steps, progress=progress)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            timing = {"device": str(device) + (f" ({torch.cuda.get_device_name(device)})"
+                                               if device.type == "cuda" else ""),
+                      "seeds": timing_seeds, "steps": t_steps, "seconds": time.perf_counter() - t0,
+                      "calls": counter.calls, "samples": counter.samples, "threads": torch.get_num_threads()}
+    finally:
+        counter.handle.remove()
 
-    timing = None
-    if args.timing_seeds > 0:
-        t_steps = cfg.diffusion.sampling_steps
-        frames = held[(picks[0], 0)]["frames"][None].expand(args.timing_seeds, -1, -1, -1, -1)
-        counter.calls = counter.samples = 0
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        system.sample(frames.to(device), list(range(args.timing_seeds)), steps=t_steps, progress=progress)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timing = {"device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-                  "seeds": args.timing_seeds, "steps": t_steps, "seconds": time.perf_counter() - t0,
-                  "calls": counter.calls, "samples": counter.samples, "threads": torch.get_num_threads()}
-    counter.handle.remove()
+    if steps != FAITHFUL_STEPS:
+        notes.append(f"sampled with {steps} DDIM steps; the thresholds assume {FAITHFUL_STEPS}, so these numbers "
+                     "are indicative only")
+    if k != FAITHFUL_SEEDS:
+        notes.append(f"{k} seeds for the diversity check (thresholds assume {FAITHFUL_SEEDS})")
+    if len(per_clip) < len(held):
+        notes.append(f"{len(per_clip)} of {len(held)} held-out clips evaluated (evenly spaced indices {picks})")
+    notes += NOTES
+    return {"rows": rows, "aggregate": agg, "per_clip": per_clip, "timing": timing, "notes": notes,
+            "baselines": base, "picks": picks, "net_calls": eval_calls, "net_samples": eval_samples,
+            "eval_seconds": eval_seconds}
 
-    if steps != SPEC_STEPS:
-        notes.append(f"sampled with {steps} DDIM steps; the spec's check uses {SPEC_STEPS}, so these numbers are "
-                     "indicative only")
-    if len(seeds) != SPEC_SEEDS:
-        notes.append(f"{len(seeds)} seeds for §10.5 (spec: {SPEC_SEEDS})")
-    if len(per_clip) < n:
-        notes.append(f"{len(per_clip)} of {n} held-out clips evaluated (evenly spaced indices {picks})")
-    notes += [
-        "Foreground = GT normal length in [0.9, 1.1]; per-frame means over foreground pixels, averaged over the 3 "
-        "frames, then over clips. Normal error = angle between the normalised prediction and the GT normal.",
-        "B2 / B4 / B5 come from the foreground pixels of every distinct training frame (no augmentation); B2 is the "
-        "per-pixel mean normal renormalised, (0,0,1) where no training frame covers the pixel.",
-        "si-MSE: per frame and channel, the prediction (in [0, 1]) is scaled by its least-squares factor on the "
-        "foreground; with a constant colour (B4) this equals the per-channel foreground variance of the GT albedo.",
-        "Conditioning swap: the frames of the next held-out clip of another object, sampled with seed 0, scored "
-        "against this clip's GT on this clip's foreground (rule applied to the clip means).",
-        "D = mean over seed pairs of the foreground-mean angle between their normal maps (static: frame 0's "
-        "foreground).",
-        "Per-group validation loss curve (§10.4 'report also'): see the run's log.jsonl; not recomputed here.",
-    ]
-    if not args.held_out or not args.train:
-        notes.append("data roots taken from the checkpoint config where not given on the command line")
-    script = sys.argv[0] if Path(sys.argv[0]).name == "diffmotion_checks.py" else "benchmarks/diffmotion_checks.py"
-    info = {"command": "python " + shlex.join([script] + argv),
-            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "hardware": hardware(device),
-            "ckpt": args.ckpt, "checkpoint": checkpoint_summary(system, meta), "held_out": str(held_root),
-            "train": str(train_root), "clips": len(per_clip), "clips_total": n, "train_frames": int(base["frames"]),
-            "train_fg_share": float(base["fg_share"]), "steps": steps, "seeds": args.seeds, "net_calls": eval_calls,
-            "net_samples": eval_samples, "eval_seconds": eval_seconds}
-    out = Path(args.out)
-    write_text(out, markdown(info, rows, agg, per_clip, timing, notes))
+
+NOTES = [
+    "Foreground = GT normal length in [0.9, 1.1]; per-frame means over foreground pixels, averaged over the 3 "
+    "frames, then over clips. Normal error = angle between the normalised prediction and the GT normal.",
+    "B2 / B4 / B5 come from the foreground pixels of every distinct training frame (no augmentation); B2 is the "
+    "per-pixel mean normal renormalised, (0,0,1) where no training frame covers the pixel.",
+    "si-MSE: per frame and channel, the prediction (in [0, 1]) is scaled by its least-squares factor on the "
+    "foreground; with a constant colour (B4) this equals the per-channel foreground variance of the GT albedo.",
+    "Conditioning swap: the frames of the next held-out clip of another object, sampled with seed 0, scored "
+    "against this clip's GT on this clip's foreground (rule applied to the clip means).",
+    "D = mean over seed pairs of the foreground-mean angle between their normal maps (static: frame 0's "
+    "foreground).",
+    "Per-group validation loss curve: see the run's log.jsonl; not recomputed here.",
+]
+
+
+def write_report(out: str | Path, info: dict, result: dict, cfg) -> tuple[Path, Path]:
+    """<out> (markdown) and <out>.json, each written atomically; returns both paths."""
+    out = Path(out)
+    r, base = result, result["baselines"]
+    md = write_text(out, markdown(info, r["rows"], r["aggregate"], r["per_clip"], r["timing"], r["notes"]))
     baselines = {"albedo_mean": base["albedo"].tolist(),
                  "material_mean": dict(zip(M.MATERIAL_NAMES, base["material"].tolist()))}
-    write_text(out.with_suffix(".json"), json.dumps(jsonable(
-        {"info": info, "config": to_dict(cfg), "checks": rows, "aggregate": agg, "baselines": baselines,
-         "timing": timing, "per_clip": per_clip, "notes": notes}), indent=2, default=str))
-    for r in rows:
-        res = "n/a" if r["pass"] is None else ("PASS" if r["pass"] else "FAIL")
-        print(f"[{r['section']}] {r['check']}: {fmt(r['value'], r['unit'])} ({r['rule']}) {res}")
-    print(f"wrote {out} and {out.with_suffix('.json')}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    js = write_text(out.with_suffix(".json"), json.dumps(jsonable(
+        {"info": info, "config": to_dict(cfg), "checks": r["rows"], "aggregate": r["aggregate"],
+         "baselines": baselines, "timing": r["timing"], "per_clip": r["per_clip"], "notes": r["notes"]}),
+        indent=2, default=str))
+    return md, js

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-GROUPS = ("normal", "albedo", "material")
-GROUP_SLICES = {"normal": slice(0, 3), "albedo": slice(3, 6), "material": slice(6, 9)}
+from models.diffmotion.channels import GROUP_SLICES, GROUPS
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -38,7 +37,7 @@ def prediction_grid(pred) -> np.ndarray:
 
 def write_grid(path: str | Path, pred) -> Path:
     """Write the grid PNG of one prediction atomically; returns the path."""
-    from data.io import write_png
+    from models.core.io import write_png
 
     return write_png(path, prediction_grid(pred))
 

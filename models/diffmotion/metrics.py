@@ -13,10 +13,10 @@ from collections.abc import Iterable
 
 import torch
 
+from models.diffmotion.channels import ALBEDO, MATERIAL, MATERIAL_NAMES, NORMAL  # noqa: F401  (re-exported)
+
 DEG = 180.0 / math.pi
 ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)  # degrees; the classic normal-estimation accuracy bins (§10.4 "report also")
-NORMAL, ALBEDO, MATERIAL = slice(0, 3), slice(3, 6), slice(6, 9)
-MATERIAL_NAMES = ("metallic", "specular", "roughness")  # channels 6, 7, 8 (spec §2.2)
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:

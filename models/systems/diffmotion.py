@@ -18,6 +18,7 @@ from data.motion import MotionDataConfig
 from models.core.config import OptimConfig, TrainConfig
 from models.core.registry import register_system
 from models.core.seeding import SampleRNG
+from models.diffmotion.channels import GROUP_SLICES
 from models.diffusion.losses import loss_weight
 from models.diffusion import eps_from_v, q_sample
 from models.diffusion.samplers import ddim_sample
@@ -26,7 +27,7 @@ from models.diffusion.schedules import (abar_sequence, alpha_sigma, ddim_timeste
 from models.nets.uvit3d import UViT3D, UViT3DConfig
 from models.systems.base import System
 
-GROUPS = (("normal", slice(0, 3)), ("albedo", slice(3, 6)), ("material", slice(6, 9)))
+GROUPS = tuple(GROUP_SLICES.items())  # (name, channel slice) of normal, albedo, material
 
 
 @dataclass
@@ -170,7 +171,7 @@ class DiffMotionSystem(System):
         import numpy as np
 
         from data.io import write_png
-        from models.diffmotion_grid import input_strip, prediction_grid
+        from models.diffmotion.grid import input_strip, prediction_grid
 
         clip = self._demo_clip()
         if clip is None:
