@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import run_inference as ri
+from models.core.cli import UserError, cli_main
 from models.diffmotion.grid import prediction_grid, write_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,11 +68,11 @@ def test_load_clip_alpha_grey_16bit_and_padding(tmp_path):
 def test_load_clip_errors(tmp_path):
     iio.imwrite(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
     iio.imwrite(tmp_path / "b.png", np.zeros((9, 8, 3), np.uint8))
-    with pytest.raises(ri.InputError, match="exactly 3 frames"):
+    with pytest.raises(UserError, match="exactly 3 frames"):
         ri.load_clip([tmp_path / "a.png"] * 2, 32)
-    with pytest.raises(ri.InputError, match="differ in size"):
+    with pytest.raises(UserError, match="differ in size"):
         ri.load_clip([tmp_path / "a.png", tmp_path / "b.png", tmp_path / "a.png"], 32)
-    with pytest.raises(ri.InputError, match="missing input file"):
+    with pytest.raises(UserError, match="missing input file"):
         ri.load_clip([tmp_path / "a.png", tmp_path / "nope.png", tmp_path / "a.png"], 32)
 
 
@@ -113,7 +114,10 @@ def test_cli_end_to_end(tmp_path, tiny_ckpt):
     assert out.returncode == 0, out.stderr[-2000:]
     (run_dir,) = (tmp_path / "evals").iterdir()
     assert run_dir.name.endswith("_t") and len(run_dir.name) == len("YYYY-MM-DD_t")
+    assert json.loads((run_dir / "COMPLETE.json").read_text())["samples"] == 6  # the marker, written last
     index = json.loads((run_dir / "index.json").read_text())
+    handling = index["clips"]["mould_static"]["input_handling"][0]
+    assert handling["bits"] == 16 and "grey replicated to RGB" in handling["conversion"]
     assert set(index["clips"]) == {"duck", "mould_static", "frame_0"} and index["seeds"] == [0, 1]
     assert index["steps"] == 2 and index["step"] == 7
     for name in index["clips"]:
@@ -130,10 +134,21 @@ def test_cli_end_to_end(tmp_path, tiny_ckpt):
 
 
 def _main_err(argv, capsys):
-    code = ri.main(argv)
+    with pytest.raises(SystemExit) as exc:
+        cli_main(ri.main, argv)
     err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1, err
+    assert exc.value.code == 2 and len(err.splitlines()) == 1, err
     return err
+
+
+def test_second_run_gets_its_own_folder(tmp_path, tiny_ckpt, capsys):
+    """Two runs with the same name on the same day never share a folder; each ends with its completion marker."""
+    clip = _clip_dir(tmp_path, "c", shape=(32, 32, 3))
+    argv = [str(clip), "--ckpt", str(tiny_ckpt), "--seeds", "0", "--steps", "1", "--device", "cpu",
+            "--out-dir", str(tmp_path / "evals"), "--name", "same"]
+    first, second = ri.run(ri.build_parser().parse_args(argv)), ri.run(ri.build_parser().parse_args(argv))
+    assert first != second and second.name == first.name + "-2"
+    assert (first / "COMPLETE.json").is_file() and (second / "COMPLETE.json").is_file()
 
 
 def test_cli_errors_exit_2_with_one_line(tmp_path, tiny_ckpt, capsys):
@@ -172,5 +187,5 @@ def test_collect_clips_default_index_and_folders(tmp_path):
     got = ri.collect_clips([str(folder), str(tmp_path / "single.png"), str(folder)], [["a.png", "b.png", "c.png"]])
     assert [n for n, _ in got] == ["x_y", "single_static", "x_y_2", "a"]
     (folder / "extra.png").write_bytes(b"")
-    with pytest.raises(ri.InputError, match="exactly 3 image files"):
+    with pytest.raises(UserError, match="exactly 3 image files"):
         ri.collect_clips([str(folder)], None)
