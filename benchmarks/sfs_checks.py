@@ -1,227 +1,58 @@
 #!/usr/bin/env python
-"""Model checks B1-B8 of the mssfs spec (§10 B) for a trained SfS checkpoint; writes a markdown + JSON report.
+"""Model checks B1-B8 for a trained SfS checkpoint -> report.md + report.json.
 
     python benchmarks/sfs_checks.py --ckpt ckpts/sfs.safetensors                 # GPU: vcycle160, 16 seeds
     python benchmarks/sfs_checks.py --ckpt ckpts/sfs.safetensors --fast          # CPU: fast preset, fewer seeds/maps
 
-B1 held-out Huber eps-loss (t uniform) <= 0.03.  B2 seam ratio S = seam / interior angle of the raw last-stage output
-<= 2 (test stimuli + held-out reliefs); unguided single-scale ablation S >= 4.  B3 object images (masked): best-of-5
-mean error <= 25°, seed-average <= 30°, best median <= 20°, >= 15° better than flat, within 5° of inflation.
-B4 ambiguous stimuli with GT: both modes, minority >= 3/16 on >= 3 of 4, mode-assigned error <= 20°.  B5 W(samples,
-{GT, flip}) < 1/2 ||GT - flip||.  B6 >= 80% of object samples pick the GT (convex) mode.  B7 >= 90% of used tiles
-within 90° of the global light tilt; the same without LCG (ablation, reported).  B8 runtime (GPU: one vcycle160
-sample <= 60 s, 16 seeds <= 180 s; CPU --fast: the measured fast preset). In --fast mode thresholds are reported
-but the run is too small to be conclusive; the report says so.
+The checks and their thresholds are described in models/sfs/checks.py (the library this command runs). Stimuli come
+from --stimuli (default test_data/sfs), held-out maps are generated in memory. In --fast mode the thresholds are
+reported but the run is too small to be conclusive; the report says so.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import datetime
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(ROOT))
 
-from data.io import write_text  # noqa: E402
 from models import load_system  # noqa: E402
-from models.sfs import analysis as A  # noqa: E402
-from models.sfs.tiling import resize  # noqa: E402
-from models.sfs.vcycle import expected_calls, load_schedule, run_vcycle  # noqa: E402
+from models.core.cli import (Parser, UserError, cli_main, existing_file, fresh_output_dir, int_at_least,  # noqa: E402
+                             new_run_dir, resolve_device, set_threads)
+from models.core.io import write_text  # noqa: E402
+from models.sfs.checks import run_checks  # noqa: E402
+from models.sfs.vcycle import load_schedule  # noqa: E402
 from models.systems.sfs import load_stimuli  # noqa: E402
-
-AMBIGUOUS = ("circles", "rings", "snake", "star")
-
-
-class Report:
-    def __init__(self):
-        self.rows, self.notes = [], []
-
-    def add(self, check, item, value, threshold, ok):
-        self.rows.append({"check": check, "item": item, "value": value, "threshold": threshold,
-                          "pass": None if ok is None else bool(ok)})
-        v = f"{value:.3f}" if isinstance(value, float) else value
-        print(f"{check:4s} {item:40s} {v!s:>12s}  {threshold:>14s}  {'' if ok is None else ('PASS' if ok else 'FAIL')}")
-
-    def markdown(self, header: str) -> str:
-        lines = [header, "", "| check | item | value | threshold | result |", "|---|---|---|---|---|"]
-        for r in self.rows:
-            v = f"{r['value']:.3f}" if isinstance(r["value"], float) else r["value"]
-            res = "–" if r["pass"] is None else ("pass" if r["pass"] else "**FAIL**")
-            lines.append(f"| {r['check']} | {r['item']} | {v} | {r['threshold']} | {res} |")
-        return "\n".join(lines + [""] + [f"- {n}" for n in self.notes]) + "\n"
-
-
-def resized_gt(path_or_arr, size):
-    n = torch.as_tensor(np.load(path_or_arr) if isinstance(path_or_arr, (str, Path)) else path_or_arr).float()
-    fg = (n.abs().sum(0, keepdim=True) > 0).float()
-    n = resize(n[None], size)[0]
-    return (n / n.norm(dim=0, keepdim=True).clamp_min(1e-6) * (resize(fg[None], size)[0] > 0.5)).numpy()
-
-
-def heldout(cfg, n_maps, family):
-    """First maps of the held-out split of the given family (generated in memory): list of [3, R, R] tensors."""
-    from data.sfs_shapes import normal_map
-    from data.sfs import map_seed
-
-    return [normal_map(map_seed(cfg, "heldout", i), cfg.resolution, family)[0] for i in range(n_maps)]
-
-
-def render(n, seed):
-    from data.lambertian import render_lambertian, sample_lights
-
-    light = sample_lights(1, torch.Generator().manual_seed(seed))[0]
-    return render_lambertian(n[None], light, 0.9)[0, 0], light
-
-
-def b1_heldout_loss(system, args, rep):
-    cfg = dataclasses.replace(system.cfg.data, heldout_maps=args.heldout)
-    from data.sfs import SfsCropDataset, generate_maps
-
-    ds = SfsCropDataset(cfg, "heldout", maps=generate_maps(cfg, "heldout", workers=1))
-    torch.manual_seed(0)
-    losses = []
-    with torch.no_grad():
-        for i in range(len(ds)):
-            batch = {"normals": ds[(i, 0)]["normals"][None].to(args.device)}
-            losses.append(system(batch)[0].item())
-    rep.add("B1", f"held-out eps Huber loss ({len(ds)} maps)", float(np.mean(losses)), "<= 0.03", np.mean(losses) <= 0.03)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", default=str(ROOT / "ckpts" / "sfs.safetensors"))
-    p.add_argument("--out", help="report folder (default evals/<date>_sfs_checks)")
+    p = Parser(description=__doc__)
+    p.add_argument("--ckpt", default=str(ROOT / "ckpts" / "sfs.safetensors"), help="exported sfs .safetensors")
+    p.add_argument("--stimuli", default=str(ROOT / "test_data" / "sfs"), help="folder with a stimuli.json")
+    p.add_argument("--out", help="report folder (default evals/<date>_sfs_checks[-k], never reused)")
     p.add_argument("--fast", action="store_true", help="CPU-sized run: fast preset, 8 seeds, few held-out maps")
     p.add_argument("--schedule", help="schedule preset or JSON (default vcycle160, or fast with --fast)")
-    p.add_argument("--seeds", type=int, help="seeds per ambiguous stimulus (default 16, 8 with --fast)")
-    p.add_argument("--heldout", type=int, help="held-out maps for B1/B2/B3 (default 32, 4 with --fast)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--threads", type=int)
+    p.add_argument("--seeds", type=int_at_least(1), help="seeds per ambiguous stimulus (default 16, 8 with --fast)")
+    p.add_argument("--heldout", type=int_at_least(4), help="held-out maps for B1/B2/B3 (default 32, 4 with --fast)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 autocast (CUDA only)")
+    p.add_argument("--threads", type=int_at_least(1), help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
-    args.device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    args.seeds = args.seeds or (8 if args.fast else 16)
-    args.heldout = args.heldout or (4 if args.fast else 32)
-    from multiscale import pick_threads
-
-    pick_threads(args.threads, args.device)
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    stimuli_json = existing_file(Path(args.stimuli) / "stimuli.json", "stimuli list")
     try:
-        system = load_system(args.ckpt, device=args.device, expect="sfs")
-    except Exception as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    sched = load_schedule(args.schedule or ("fast" if args.fast else "vcycle160"))
-    out = Path(args.out or ROOT / "evals" / f"{datetime.datetime.now():%Y-%m-%d_%H-%M}_sfs_checks")
-    rep = Report()
-    t_start = time.perf_counter()
-
-    def sample(img, seeds, s=sched, mask=None):
-        m = None if mask is None else torch.as_tensor(np.asarray(mask, np.float32))
-        return run_vcycle(system.net.eval(), torch.as_tensor(np.asarray(img, np.float32)), list(seeds), s, m,
-                          args.device, args.precision)
-
-    b1_heldout_loss(system, args, rep)
-
-    stimuli = load_stimuli(ROOT / "test_data" / "sfs")
-    seeds = list(range(args.seeds))
-    no_lcg = sched.replace(lcg=False)
-    unguided = sched.replace(stages=[dataclasses.replace(sched.stages[-1], start="noise", guidance_from=0, lcg=False)],
-                             seam=False, int_weight=0.0, lcg=False, fuse_last=1)
-    b4_ok = []
-    for name in AMBIGUOUS:
-        st = stimuli[name]
-        img = np.load(st["image"])
-        res = sample(img, seeds)
-        size = res.normals.shape[-1]
-        gt, fl = resized_gt(st["normals"], size), resized_gt(st["normals_flip"], size)
-        last = res.stages[-1]["normals"]
-        s_vals = [A.seam_ratio(x)["ratio"] for x in last]
-        rep.add("B2", f"{name}: seam ratio S (mean of {len(seeds)})", float(np.mean(s_vals)), "<= 2.0",
-                np.mean(s_vals) <= 2.0)
-        s_ung = [A.seam_ratio(x)["ratio"] for x in sample(img, seeds[:4], unguided).stages[-1]["normals"]]
-        rep.add("B2", f"{name}: unguided single-scale S", float(np.mean(s_ung)), ">= 4.0", np.mean(s_ung) >= 4.0)
-        split = A.mode_split(res.normals, gt)
-        need = int(np.ceil(3 / 16 * len(seeds)))
-        b4_ok.append(split["minority"] >= need)
-        rep.add("B4", f"{name}: modes GT/flip", f"{split['n_gt']}/{split['n_flip']}", f"minority >= {need}",
-                split["minority"] >= need)
-        rep.add("B4", f"{name}: mode-assigned error (deg)", split["mode_err"], "<= 20", split["mode_err"] <= 20)
-        ref = A.flatten_maps(torch.from_numpy(np.stack([gt, fl])))
-        w, bar = A.wasserstein(A.flatten_maps(res.normals), ref), 0.5 * float(np.linalg.norm(ref[0] - ref[1]))
-        rep.add("B5", f"{name}: W(samples, GT/flip)", w, f"< {bar:.2f}", w < bar)
-        img_r = resize(torch.as_tensor(img, dtype=torch.float32)[None, None], size)[0, 0]
-        coh = [A.lighting_coherence(n, img_r) for n in res.normals]
-        rep.add("B7", f"{name}: coherent tiles (with LCG)", float(np.nanmean(coh)), ">= 0.90", np.nanmean(coh) >= 0.9)
-        coh0 = [A.lighting_coherence(n, img_r) for n in sample(img, seeds, no_lcg).normals]
-        rep.add("B7", f"{name}: coherent tiles (LCG off)", float(np.nanmean(coh0)), "report", None)
-    rep.add("B4", "stimuli with both modes", f"{sum(b4_ok)}/{len(b4_ok)}", ">= 3 of 4", sum(b4_ok) >= 3)
-
-    # held-out reliefs for B2, object images for B3/B6
-    cfg = system.cfg.data
-    for i, n in enumerate(heldout(cfg, max(1, args.heldout // 4), "relief")):
-        img, _ = render(n, 100 + i)
-        last = sample(img, seeds[:4]).stages[-1]["normals"]
-        s_vals = [A.seam_ratio(x)["ratio"] for x in last]
-        rep.add("B2", f"held-out relief {i}: seam ratio S", float(np.mean(s_vals)), "<= 2.0", np.mean(s_vals) <= 2.0)
-    objects = [(name, np.load(st["image"]), np.load(st["normals"]), np.load(st["mask"]))
-               for name, st in stimuli.items() if st.get("kind") == "object"]
-    for i, n in enumerate(heldout(cfg, args.heldout, "object")):
-        img, _ = render(n, 200 + i)
-        objects.append((f"held-out object {i}", img.numpy(), n.numpy(), (n.abs().sum(0) > 0).float().numpy()))
-    best, avg, med, flat, infl, convex = [], [], [], [], [], []
-    for name, img, n, mask in objects:
-        res = sample(img, range(5), mask=mask)
-        size = res.normals.shape[-1]
-        gt = resized_gt(n, size)
-        m = resize(torch.as_tensor(mask, dtype=torch.float32)[None, None], size)[0, 0].numpy() > 0.5
-        errs = [A.angular_error(x, gt, m) for x in res.normals]
-        best.append(min(e[0] for e in errs))
-        avg.append(float(np.mean([e[0] for e in errs])))
-        med.append(min(e[1] for e in errs))
-        flat.append(A.angular_error(A.flat_normals(size, size, m), gt, m)[0])
-        infl.append(A.angular_error(A.inflation_normals(m), gt, m)[0])
-        convex.append(A.mode_split(res.normals, gt, m)["n_gt"] / 5)
-    rep.add("B3", f"objects ({len(objects)}): best-of-5 mean error", float(np.mean(best)), "<= 25", np.mean(best) <= 25)
-    rep.add("B3", "objects: seed-average mean error", float(np.mean(avg)), "<= 30", np.mean(avg) <= 30)
-    rep.add("B3", "objects: best-of-5 median error", float(np.mean(med)), "<= 20", np.mean(med) <= 20)
-    rep.add("B3", "objects: flat baseline", float(np.mean(flat)), f"model <= {np.mean(flat) - 15:.1f}",
-            np.mean(best) <= np.mean(flat) - 15)
-    rep.add("B3", "objects: inflation baseline", float(np.mean(infl)), f"model <= {np.mean(infl) + 5:.1f}",
-            np.mean(best) <= np.mean(infl) + 5)
-    rep.add("B6", "objects: samples in the GT (convex) mode", float(np.mean(convex)), ">= 0.80", np.mean(convex) >= 0.8)
-
-    # B8 runtime
-    img = np.load(stimuli["circles"]["image"])
-    if str(args.device).startswith("cuda"):
-        full = load_schedule("vcycle160")
-        for n_seeds, limit in ((1, 60.0), (16, 180.0)):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            sample(img, range(n_seeds), full)
-            torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-            rep.add("B8", f"vcycle160, {n_seeds} seed(s), {args.precision}", dt, f"<= {limit:.0f} s", dt <= limit)
-    else:
-        t0 = time.perf_counter()
-        sample(img, range(16), load_schedule("fast"))
-        dt = time.perf_counter() - t0
-        rep.add("B8", f"fast preset, 16 seeds, CPU ({torch.get_num_threads()} threads)", dt, "~60 s (report)", None)
-    calls = expected_calls(load_schedule("vcycle160"))
-    rep.notes.append(f"vcycle160 network calls per sample: {calls['forward']} forward + {calls['guided']} guided "
-                     f"({calls['forward_tiles']} + {calls['guided_tiles']} tile evaluations), spec §6.5.")
-    if args.fast:
-        rep.notes.append("--fast: fast preset at 64 px, few seeds and maps; the B thresholds are calibrated for the "
-                         "full vcycle160 run, so treat this as a smoke run, not a verdict.")
-    rep.notes.append(f"schedule {sched.name}, {len(seeds)} seeds per ambiguous stimulus, device {args.device}, "
-                     f"precision {args.precision}, total {time.perf_counter() - t_start:.0f} s.")
-    header = (f"# SfS checks (mssfs §10 B)\n\ncheckpoint `{args.ckpt}` (step {getattr(system, 'step', '?')}), "
+        sched = load_schedule(args.schedule or ("fast" if args.fast else "vcycle160"))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    system = load_system(existing_file(args.ckpt, "checkpoint"), device=device, expect="sfs")
+    out = fresh_output_dir(args.out) if args.out else new_run_dir(ROOT / "evals", "sfs_checks")
+    rep = run_checks(system, load_stimuli(stimuli_json.parent), sched, args.seeds or (8 if args.fast else 16),
+                     args.heldout or (4 if args.fast else 32), device, args.precision, args.fast)
+    header = (f"# SfS checks B1-B8\n\ncheckpoint `{args.ckpt}` (step {getattr(system, 'step', '?')}), "
               f"{datetime.datetime.now():%Y-%m-%d %H:%M}")
     write_text(out / "report.md", rep.markdown(header))
     write_text(out / "report.json", json.dumps({"rows": rep.rows, "notes": rep.notes}, indent=2))
@@ -230,4 +61,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main(main)

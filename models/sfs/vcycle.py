@@ -12,6 +12,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -21,7 +22,10 @@ from models.sfs.guidance import integrability_loss, seam_loss
 from models.sfs.lcg import lighting_consistency
 from models.sfs.tiling import PATCH, resize, resize_mask, tile, untile
 
-SCHEDULE_DIR = Path(__file__).resolve().parents[2] / "configs" / "sfs" / "schedules"
+
+def _presets():
+    """The folder of preset JSON files, shipped as package data (works from a wheel as from a clone)."""
+    return resources.files("models.sfs") / "schedules"
 
 
 @dataclass
@@ -35,7 +39,7 @@ class Stage:
 
 @dataclass
 class Schedule:
-    """Everything that defines a sampling run; JSON presets live in configs/sfs/schedules/ (§6.7 key 8 = vcycle160)."""
+    """Everything that defines a sampling run; JSON presets live in models/sfs/schedules/ (vcycle160 = the reference)."""
 
     name: str = "custom"
     description: str = ""
@@ -66,17 +70,25 @@ class Schedule:
         return dataclasses.replace(self, **changes)
 
 
+def preset_names() -> list[str]:
+    """Names of the schedule presets shipped with the package."""
+    return sorted(f.name[:-5] for f in _presets().iterdir() if f.name.endswith(".json"))
+
+
 def load_schedule(name_or_path: str | Path) -> Schedule:
-    """A preset name (file in configs/sfs/schedules/) or a JSON path -> Schedule; unknown keys are errors."""
+    """A preset name (see preset_names) or a JSON path -> Schedule; unknown keys are errors."""
     from models.core.config import from_dict
 
     path = Path(name_or_path)
-    if not path.is_file():
-        path = SCHEDULE_DIR / f"{name_or_path}.json"
-    if not path.is_file():
-        known = sorted(p.stem for p in SCHEDULE_DIR.glob("*.json"))
-        raise ValueError(f"unknown schedule '{name_or_path}': not a file, and not a preset ({', '.join(known)})")
-    sched = from_dict(Schedule, json.loads(path.read_text()), where=path.name)
+    if path.is_file():
+        text, where = path.read_text(), path.name
+    elif str(name_or_path) in preset_names():
+        text = _presets().joinpath(f"{name_or_path}.json").read_text()
+        where = f"{name_or_path}.json"
+    else:
+        raise ValueError(f"unknown schedule '{name_or_path}': not a file, and not a preset "
+                         f"({', '.join(preset_names())})")
+    sched = from_dict(Schedule, json.loads(text), where=where)
     validate_schedule(sched)
     return sched
 
