@@ -24,9 +24,10 @@ def atomic_write(path: str | Path):
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; shared datasets must stay readable
     try:
         yield Path(tmp)
+        # mkstemp makes 0600 files and some writers (safetensors) recreate the file: shared results must stay readable
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
