@@ -8,12 +8,14 @@
 Inputs (--inputs, files or folders): .npy arrays or images (.png/.jpg/.tif). A folder with a stimuli.json (like
 test_data/sfs) contributes the images it lists, with their masks and ground truth; any other folder contributes every
 image file except *_mask / *_normals* files. Values: float arrays must lie in [0, 1]; integer arrays and images are
-scaled by their bit depth. Colour (HxWx3) is converted to grey by Rec. 709 luminance 0.2126 R + 0.7152 G + 0.0722 B of
-the stored values (no linearization); an alpha channel is composited over black. Non-square inputs are centre-padded
-with black to a square (--fit pad, default; the padding is treated as background) or stretched (--fit resize); then the
-schedule resizes the square to each stage's resolution. What was done is printed and recorded in the run JSON.
+scaled by their bit depth; NaN or infinite values are refused. Colour (HxWx3) is converted to grey by Rec. 709
+luminance 0.2126 R + 0.7152 G + 0.0722 B of the stored values (no linearization); an alpha channel is composited over
+black (data.io.load_image, the loader run_inference.py uses too). Non-square inputs are centre-padded with black to a
+square (--fit pad, default; the padding is treated as background) or stretched (--fit resize); then the schedule
+resizes the square to each stage's resolution. What was done is printed and recorded in the run JSON.
 
-Outputs in --out (default evals/<YYYY-mm-dd_HH-MM>_<name>/), one folder per input:
+Outputs in --out (default: a new folder evals/<YYYY-mm-dd>_<name>[-k]/ per run; an explicit --out must be empty or
+absent unless --overwrite), one folder per input:
   <name>_seed<s>_normals.npy   fused final normals, float32 (h, w, 3), channels last, frame x right / y up / z out;
                                background 0; pixels marked invalid by the schedule (n_z < -0.1 at the last stage) are
                                (-1, -1, -1). For padded inputs the map is cropped back to the input's aspect ratio.
@@ -22,18 +24,21 @@ Outputs in --out (default evals/<YYYY-mm-dd_HH-MM>_<name>/), one folder per inpu
   <name>_raw.npz               the square input, mask, seeds, every stage's raw x0 maps (float16 [S,3,r,r]) and the
                                full fused maps (float32 [S,R,R,3]) and validity
   <name>_run.json              run configuration: input handling, schedule, seeds, checkpoint, device, timings, calls
-and run_config.json for the whole run. Bad inputs or checkpoints print one line and exit with status 2.
+and run_config.json for the whole run, then COMPLETE.json, written last (post_process.py refuses a run folder
+without it: an interrupted run). Bad inputs, flags or checkpoints print one line and exit with status 2, before
+anything is written.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from models.core.cli import (Parser, UserError, add_runtime_flags, check_finite, cli_main, fresh_output_dir,
+                             int_at_least, mark_complete, new_run_dir, resolve_device)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CKPT = ROOT / "ckpts" / "sfs.safetensors"
@@ -45,13 +50,17 @@ TRAIN_HINT = ("train one with `python train_diffusion.py --config configs/sfs/cp
               "or pass --ckpt PATH")
 
 
-class InputError(ValueError):
-    """A bad input, mask, flag or checkpoint (reported as one line, exit status 2)."""
-
-
 # ------------------------------------------------------------------------------------------------------------- inputs
 def _stimuli_entries(folder: Path) -> list[dict]:
-    meta = json.loads((folder / "stimuli.json").read_text())["stimuli"]
+    index = folder / "stimuli.json"
+    try:
+        meta = json.loads(index.read_text())["stimuli"]
+        if not isinstance(meta, dict) or not all(isinstance(e, dict) and isinstance(e.get("image"), str)
+                                                 for e in meta.values()):
+            raise TypeError("each stimulus needs an 'image' file name")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{index}: not a stimuli index ({type(err).__name__}: {str(err).splitlines()[0][:150]})") \
+            from None
     out = []
     for name, e in meta.items():
         item = {"path": folder / e["image"], "name": name}
@@ -76,7 +85,7 @@ def collect_inputs(paths: list[str]) -> list[dict]:
             files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")
                            and not any(tag in f.stem for tag in ("_mask", "_normals")))
             if not files:
-                raise InputError(f"{p}: no image files ({', '.join(IMAGE_EXTS)}) in this folder")
+                raise UserError(f"{p}: no image files ({', '.join(IMAGE_EXTS)}) in this folder")
             items += [{"path": f, "name": f.stem} for f in files]
         elif p.is_file():
             known = {}
@@ -84,7 +93,9 @@ def collect_inputs(paths: list[str]) -> list[dict]:
                 known = {str(e["path"].resolve()): e for e in _stimuli_entries(p.parent)}
             items.append(known.get(str(p.resolve()), {"path": p, "name": p.stem}))
         else:
-            raise InputError(f"input not found: {p}")
+            raise UserError(f"input not found: {p}")
+    for it in items:  # output folder names: filesystem-safe (a stimuli.json key never escapes --out)
+        it["name"] = "".join(c if c.isalnum() or c in "-_." else "_" for c in it["name"]).strip(".") or "input"
     names = [it["name"] for it in items]
     for i, it in enumerate(items):  # make output folder names unique
         if names.count(it["name"]) > 1:
@@ -92,96 +103,55 @@ def collect_inputs(paths: list[str]) -> list[dict]:
     return items
 
 
-def _to_float01(arr: np.ndarray, path: Path) -> np.ndarray:
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise InputError(f"{path}: unsupported array dtype {arr.dtype} (need float in [0, 1] or integer)")
-    if np.issubdtype(arr.dtype, np.integer):
-        return arr.astype(np.float64) / float(np.iinfo(arr.dtype).max)
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise InputError(f"{path}: contains NaN or infinite values")
-    if arr.min() < -1e-3 or arr.max() > 1 + 1e-3:
-        raise InputError(f"{path}: float values must lie in [0, 1] (got {arr.min():.4g}..{arr.max():.4g}); rescale it")
-    return np.clip(arr, 0.0, 1.0)
-
-
 def load_gray(path: Path) -> tuple[np.ndarray, str]:
-    """Any supported file -> float32 [H, W] in [0, 1], plus a note on the conversion done."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".npy":
-            arr = _to_float01(np.load(path, allow_pickle=False), path)
-        else:
-            from data.io import read_image
+    """Any supported file -> float32 [H, W] in [0, 1], plus a note on the conversion done (data.io.load_image)."""
+    from data.io import load_image
 
-            arr = _to_float01(read_image(path), path)
-    except InputError:
-        raise
-    except Exception as err:  # unreadable file, pickled object array, ...
-        raise InputError(f"{path}: cannot read ({str(err).splitlines()[0][:200]})") from None
-    note = "grey"
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim == 3 and arr.shape[2] in (1, 2, 3, 4):
-        if arr.shape[2] in (2, 4):
-            arr, note = arr[..., :-1] * arr[..., -1:], "alpha composited over black; "
-        else:
-            note = ""
-        if arr.shape[2] == 3:
-            arr = arr @ np.array([0.2126, 0.7152, 0.0722])
-            note += "RGB -> Rec.709 luminance"
-        else:
-            arr, note = arr[..., 0], note + "grey"
-    if arr.ndim != 2:
-        raise InputError(f"{path}: expected a 2-D image (H, W) or (H, W, 3), got shape {arr.shape}")
-    if min(arr.shape) < MIN_SIZE:
-        raise InputError(f"{path}: image is {arr.shape[0]}x{arr.shape[1]}; at least {MIN_SIZE} px per side needed")
-    return arr.astype(np.float32), note
+    arr, info = load_image(path, mode="gray", fit=None, min_size=MIN_SIZE)
+    return arr, info["conversion"]
 
 
 def load_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     """{0,1} float32 mask [H, W] (> 0.5 = foreground) that must match the image size."""
-    arr, _ = load_gray(path) if Path(path).suffix.lower() != ".npy" else (None, "")
-    if arr is None:
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        from data.io import load_image
+
+        arr, _ = load_image(path, mode="gray", fit=None)
+    else:
         try:
             raw = np.load(path, allow_pickle=False)
         except Exception as err:
-            raise InputError(f"{path}: cannot read mask ({str(err).splitlines()[0][:200]})") from None
-        if not (raw.dtype == bool or np.issubdtype(raw.dtype, np.number)):
-            raise InputError(f"{path}: unsupported mask dtype {raw.dtype}")
-        arr = np.nan_to_num(raw.astype(np.float32).squeeze())
+            raise UserError(f"{path}: cannot read mask ({str(err).splitlines()[0][:200]})") from None
+        if not (raw.dtype == bool or np.issubdtype(raw.dtype, np.number)) or np.iscomplexobj(raw):
+            raise UserError(f"{path}: unsupported mask dtype {raw.dtype}")
+        arr = raw.astype(np.float32).squeeze()
+        check_finite(arr, f"mask {path}")
     if arr.shape != tuple(shape):
-        raise InputError(f"{path}: mask is {arr.shape[0]}x{arr.shape[1]} but the image is {shape[0]}x{shape[1]}"
-                         if arr.ndim == 2 else f"{path}: mask must be 2-D, got shape {arr.shape}")
+        raise UserError(f"{path}: mask is {arr.shape[0]}x{arr.shape[1]} but the image is {shape[0]}x{shape[1]}"
+                        if arr.ndim == 2 else f"{path}: mask must be 2-D, got shape {arr.shape}")
     mask = (arr > 0.5).astype(np.float32)
     if mask.sum() == 0:
-        raise InputError(f"{path}: mask has no foreground pixels")
+        raise UserError(f"{path}: mask has no foreground pixels")
     return mask
 
 
 def fit_square(img: np.ndarray, mask: np.ndarray | None, mode: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
-    """Make the image square: centre-pad (padding = background) or stretch. Returns (img, mask, record)."""
+    """Make the image square (data.io.fit_square): centre-pad (padding = background) or stretch; the mask follows.
+
+    Returns (img, mask, record)."""
+    from data.io import fit_square as fit
+
+    img_sq, rec = fit(img, mode)
     h, w = img.shape
-    rec = {"original_size": [h, w], "fit": "none" if h == w else mode, "square_size": max(h, w), "offset": [0, 0]}
-    if h == w:
-        return img, mask, rec
-    side = max(h, w)
+    if rec["fit"] == "none":
+        return img_sq, mask, rec
     if mode == "resize":
-        import torch
-
-        def stretch(a):
-            t = torch.from_numpy(a)[None, None]
-            return torch.nn.functional.interpolate(t, size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()
-
-        rec["note"] = f"stretched {h}x{w} -> {side}x{side} (anisotropic: normals of the stretched image)"
-        return stretch(img), None if mask is None else (stretch(mask) > 0.5).astype(np.float32), rec
-    top, left = (side - h) // 2, (side - w) // 2
-    canvas = np.zeros((side, side), np.float32)
-    canvas[top:top + h, left:left + w] = img
-    m = np.zeros((side, side), np.float32)
-    m[top:top + h, left:left + w] = 1.0 if mask is None else mask
-    rec.update(offset=[top, left], note=f"centre-padded {h}x{w} -> {side}x{side} with black; padding masked out")
-    return canvas, m, rec
+        rec["note"] = f"stretched {h}x{w} -> {rec['square_size']}x{rec['square_size']} (anisotropic: normals of the " \
+                      "stretched image)"
+        return img_sq, None if mask is None else (fit(mask, "resize")[0] > 0.5).astype(np.float32), rec
+    rec["note"] += "; padding masked out"
+    return img_sq, fit(np.ones_like(img) if mask is None else mask, "pad")[0], rec
 
 
 # ------------------------------------------------------------------------------------------------------------ outputs
@@ -279,43 +249,59 @@ def pick_threads(threads: int | None, device) -> int:
     return torch.get_num_threads()
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> Parser:
+    p = Parser(prog="multiscale.py", description=__doc__)
     p.add_argument("--ckpt", default=str(DEFAULT_CKPT), help="exported sfs checkpoint (.safetensors)")
     p.add_argument("--inputs", nargs="+", default=[str(DEFAULT_INPUTS)], help="image files and/or folders")
     p.add_argument("--mask", help="foreground mask (.npy/.png, > 0.5 = foreground) for every input; same size")
-    p.add_argument("--seeds", default="0-15", help="seed list, e.g. 0-15 or 0,3,5-7 (one sample per seed)")
-    p.add_argument("--schedule", default="fast", help="preset in configs/sfs/schedules (fast, vcycle160, ...) or JSON")
-    p.add_argument("--out", help="output folder (default evals/<date>_<name>)")
-    p.add_argument("--name", help="run name for the default output folder (default sfs_<schedule>)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_runtime_flags(p, seeds="0-15", precision=False, threads=False)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 autocast (CUDA only)")
+    p.add_argument("--threads", type=int_at_least(1), help="CPU threads for torch (default: 1 when the machine is "
+                   "already busy, i.e. load average >= cores, where extra threads only wait on each other; else "
+                   "torch's choice)")
+    p.add_argument("--schedule", default="fast", help="preset in configs/sfs/schedules (fast, vcycle160, ...) or JSON")
+    p.add_argument("--out", help="output folder, empty or new (default: a new evals/<date>_<name>[-k])")
+    p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (its results are replaced)")
+    p.add_argument("--name", help="run name for the default output folder (default sfs_<schedule>)")
     p.add_argument("--fit", default="pad", choices=["pad", "resize"], help="how non-square inputs are made square")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: 1 when the machine is already busy, "
-                   "i.e. load average >= cores, where extra threads only wait on each other; else torch's choice)")
     p.add_argument("--analyze", action="store_true", help="run post_process.py's analysis on the outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    return p
+
+
+def _check_out(args) -> None:
+    """--out must be a new or empty folder (or --overwrite); checked before any work, so nothing is half-written."""
+    from data.io import check_output_path
+
+    if args.out:
+        out = check_output_path(args.out, "--out")
+        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+            raise UserError(f"--out {out}: folder is not empty (pick another, or pass --overwrite)")
+    else:
+        check_output_path(ROOT / "evals", "evals folder")
 
 
 def run(args) -> Path:
     import torch
     from tqdm.auto import tqdm
 
-    from models import CheckpointError, load_system
-    from models.core.seeding import parse_seeds
-    from models.core.config import ConfigError, to_dict
+    from data.io import write_text
+    from models import load_system
+    from models.core.cli import COMPLETE
+    from models.core.config import to_dict
     from models.sfs.vcycle import load_schedule
 
+    device = resolve_device(args.device)
+    seeds = args.seeds
     try:
-        seeds = parse_seeds(args.seeds)
         schedule = load_schedule(args.schedule)
-    except (ValueError, ConfigError) as err:
-        raise InputError(str(err)) from None
+    except (ValueError, OSError) as err:  # ConfigError is a UserError and passes through
+        raise UserError(f"--schedule {args.schedule}: {str(err).strip().splitlines()[0][:300]}") from None
+    _check_out(args)
     items = collect_inputs(args.inputs)
     user_mask = Path(args.mask) if args.mask else None
     if user_mask is not None and not user_mask.is_file():
-        raise InputError(f"mask not found: {user_mask}")
+        raise UserError(f"mask not found: {user_mask}")
     loaded = []  # validate every input before the (slow) sampling starts
     for it in items:
         img, note = load_gray(it["path"])
@@ -324,25 +310,21 @@ def run(args) -> Path:
         loaded.append((it, img, note, mask))
     ckpt = Path(args.ckpt)
     if not ckpt.is_file():
-        raise InputError(f"no checkpoint at {ckpt}: {TRAIN_HINT}")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        raise UserError(f"no checkpoint at {ckpt}: {TRAIN_HINT}")
     pick_threads(args.threads, device)
-    try:
-        system = load_system(ckpt, device=device, expect="sfs")
-    except CheckpointError as err:
-        raise InputError(str(err)) from None
+    system = load_system(ckpt, device=device, expect="sfs")  # CheckpointError: one line
     precision = args.precision
-    if precision == "bf16" and not str(device).startswith("cuda"):
+    if precision == "bf16" and device.type != "cuda":
         print("note: bf16 autocast is CUDA-only; running fp32 on the CPU")
         precision = "fp32"
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M")
-    out = Path(args.out) if args.out else ROOT / "evals" / f"{stamp}_{args.name or 'sfs_' + schedule.name}"
-    out.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        out = fresh_output_dir(args.out, "--out", overwrite=args.overwrite)
+        (out / COMPLETE).unlink(missing_ok=True)  # a replaced run is incomplete until it finishes again
+    else:
+        out = new_run_dir(ROOT / "evals", args.name or "sfs_" + schedule.name)
     run_info = {"checkpoint": str(ckpt), "checkpoint_step": getattr(system, "step", None), "seeds": seeds,
                 "schedule": to_dict(schedule), "device": str(device), "precision": precision,
                 "torch_threads": torch.get_num_threads(), "command": " ".join(sys.argv)}
-    from data.io import write_text
-
     write_text(out / "run_config.json", json.dumps(dict(run_info, inputs=[str(it["path"]) for it in items]), indent=2))
     summary = []
     for it, img, note, mask in tqdm(loaded, desc="inputs", disable=args.quiet):
@@ -359,6 +341,7 @@ def run(args) -> Path:
         summary.append({"name": it["name"], "seconds": info["seconds"], "output_size": info["output_size"]})
     write_text(out / "run_config.json",
                json.dumps(dict(run_info, inputs=[str(it["path"]) for it in items], results=summary), indent=2))
+    mark_complete(out, system="sfs", inputs=len(items), seeds=len(seeds))
     if args.analyze:
         import post_process
 
@@ -368,14 +351,9 @@ def run(args) -> Path:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run(build_parser().parse_args(argv))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main(main)

@@ -14,25 +14,27 @@ Per input folder (the <name>_raw.npz and <name>_run.json written by multiscale.p
   - always: a 2-D embedding (t-SNE with sklearn when there are > 30 maps, else PCA) of the samples and references,
     saved as <name>_embedding.png.
 Writes analysis.json and analysis.md in the run folder (atomically). Ground truth is resized to the output size.
+Only finished runs are analysed: a run folder without multiscale.py's COMPLETE.json (an interrupted run) is refused
+with one line and exit status 2, as is any other bad input.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from models.core.cli import Parser, UserError, cli_main, require_complete
 
 
 def _load_normals(path, size: int) -> np.ndarray:
     """(3, H, W) normals file -> renormalized (3, size, size) float32 (background stays 0)."""
     from models.sfs.tiling import resize
 
-    n = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
+    n = torch.from_numpy(_load_array(path, "normals"))
     if n.ndim != 3 or n.shape[0] != 3:
-        raise ValueError(f"{path}: expected normals of shape (3, H, W), got {tuple(n.shape)}")
+        raise UserError(f"{path}: expected normals of shape (3, H, W), got {tuple(n.shape)}")
     fg = (n.abs().sum(0, keepdim=True) > 0).float()
     n = resize(n[None], size)[0]
     fg = resize(fg[None], size)[0] > 0.5
@@ -46,10 +48,14 @@ def analyze_input(folder: Path, gt: str | None = None, gt_flip: str | None = Non
     from models.sfs import analysis as A
 
     run_json = next(folder.glob("*_run.json"))
-    info = json.loads(run_json.read_text())
-    name = info["name"]
-    raw = np.load(folder / f"{name}_raw.npz", allow_pickle=False)
-    fused = torch.from_numpy(raw["fused"]).permute(0, 3, 1, 2)  # [S, 3, R, R]
+    try:  # the run's own records: a damaged file is the user's to fix, not a bug
+        info = json.loads(run_json.read_text())
+        name = info["name"]
+        raw = np.load(folder / f"{name}_raw.npz", allow_pickle=False)
+        fused = torch.from_numpy(raw["fused"]).permute(0, 3, 1, 2)  # [S, 3, R, R]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{folder}: damaged multiscale.py outputs ({type(err).__name__}: "
+                        f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''})") from None
     size = fused.shape[-1]
     gt = gt or info.get("ground_truth", {}).get("normals")
     gt_flip = gt_flip or info.get("ground_truth", {}).get("normals_flip")
@@ -94,8 +100,27 @@ def raw_stage_last(raw) -> torch.Tensor:
     return torch.from_numpy(raw[keys[-1]].astype(np.float32))
 
 
+def _load_array(path, what: str) -> np.ndarray:
+    """A finite numeric .npy as float32; UserError naming the file otherwise."""
+    from models.core.cli import check_finite, existing_file
+
+    path = existing_file(path, what)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as err:  # not an .npy, pickled object array, truncated
+        raise UserError(f"{path}: cannot read {what} ({str(err).strip().splitlines()[0][:200]})") from None
+    if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.number)) or np.iscomplexobj(arr):
+        raise UserError(f"{path}: unsupported {what} dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    check_finite(arr, f"{what} {path}")
+    return arr
+
+
 def _load_normals_mask(path, size: int) -> np.ndarray:
-    m = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))[None, None]
+    m = _load_array(path, "mask")
+    if m.ndim != 2:
+        raise UserError(f"{path}: expected a 2-D mask (H, W), got shape {m.shape}")
+    m = torch.from_numpy(m)[None, None]
     return (torch.nn.functional.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)[0, 0] > 0.5).numpy()
 
 
@@ -115,16 +140,27 @@ def to_markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def input_folders(run_dir: str | Path) -> list[Path]:
+    """The input folders of a finished multiscale.py run (or the one input folder given); UserError otherwise."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"not a run folder: {run_dir}")
+    if any(run_dir.glob("*_run.json")):  # one input's folder: its run (the parent) must be complete
+        require_complete(run_dir.parent)
+        return [run_dir]
+    folders = sorted(p for p in run_dir.iterdir() if p.is_dir() and any(p.glob("*_run.json")))
+    if not folders:
+        raise UserError(f"{run_dir}: no multiscale.py outputs (*_run.json) found")
+    require_complete(run_dir)
+    return folders
+
+
 def analyze_run(run_dir: str | Path, gt=None, gt_flip=None, mask=None, embed="auto", verbose=False) -> list[dict]:
-    """Analyze every input folder of a run (or one input folder); writes analysis.json / analysis.md."""
+    """Analyze every input folder of a finished run (or one input folder); writes analysis.json / analysis.md."""
     from data.io import write_text
 
     run_dir = Path(run_dir)
-    folders = [run_dir] if any(run_dir.glob("*_run.json")) else sorted(
-        p for p in run_dir.iterdir() if p.is_dir() and any(p.glob("*_run.json")))
-    if not folders:
-        raise FileNotFoundError(f"{run_dir}: no multiscale.py outputs (*_run.json) found")
-    results = [analyze_input(f, gt, gt_flip, mask, embed) for f in folders]
+    results = [analyze_input(f, gt, gt_flip, mask, embed) for f in input_folders(run_dir)]
     write_text(run_dir / "analysis.json", json.dumps(results, indent=2))
     md = to_markdown(results)
     write_text(run_dir / "analysis.md", f"# Analysis of {run_dir.name}\n\n{md}")
@@ -134,21 +170,22 @@ def analyze_run(run_dir: str | Path, gt=None, gt_flip=None, mask=None, embed="au
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="post_process.py", description=__doc__)
     p.add_argument("runs", nargs="+", help="multiscale.py output folders (run folder or one input's folder)")
     p.add_argument("--gt", help="ground-truth normals .npy (3, H, W), overriding the run's record")
     p.add_argument("--gt-flip", help="depth-reversed twin (default: computed from --gt)")
     p.add_argument("--mask", help="evaluation mask .npy (H, W)")
     p.add_argument("--embed", default="auto", choices=["auto", "tsne", "pca"])
     args = p.parse_args(argv)
-    try:
-        for run in args.runs:
-            analyze_run(run, args.gt, args.gt_flip, args.mask, args.embed, verbose=True)
-    except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    for run in args.runs:  # every folder and file is checked before anything is analysed or written
+        input_folders(run)
+    for path, what in ((args.gt, "--gt"), (args.gt_flip, "--gt-flip"), (args.mask, "--mask")):
+        if path:
+            _load_array(path, what)
+    for run in args.runs:
+        analyze_run(run, args.gt, args.gt_flip, args.mask, args.embed, verbose=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main(main)

@@ -12,6 +12,7 @@ import torch
 import multiscale
 import post_process
 from models.core.checkpoint import export_checkpoint
+from models.core.cli import UserError, cli_main
 from models.core.config import load_config, to_dict
 from models.nets.sfs_patch_unet import PatchUNet, PatchUNetConfig
 from models.sfs import analysis as A
@@ -178,7 +179,15 @@ def test_cli_outputs_and_analysis(tmp_path, tiny_ckpt, cli_schedule, image):
     assert raw["fused"].shape == (2, 48, 48, 3) and list(raw["stage_res"]) == [32, 48, 48]
     assert "luminance" in json.loads((out / "rgb" / "rgb_run.json").read_text())["preprocessing"]["conversion"]
     assert (out / "analysis.json").is_file() and (out / "run_config.json").is_file()
+    assert json.loads((out / "COMPLETE.json").read_text())["inputs"] == 2  # the marker, written last
     assert post_process.main([str(out / "wide"), "--gt", str(_save_gt(tmp_path))]) == 0
+    (out / "COMPLETE.json").unlink()  # now it looks like an interrupted run: analysis is refused, nothing written
+    before = sorted(out.rglob("*"))
+    with pytest.raises(UserError, match="incomplete"):
+        post_process.main([str(out)])
+    assert sorted(out.rglob("*")) == before
+    with pytest.raises(UserError, match="not empty"):  # a used --out is never silently overwritten
+        multiscale.main(["--ckpt", str(tiny_ckpt), "--inputs", str(tmp_path / "wide.npy"), "--out", str(out)])
 
 
 def _save_gt(tmp_path):
@@ -210,9 +219,11 @@ def test_cli_bad_inputs_exit_2(case, tmp_path, tiny_ckpt, capsys):
                           state_dict={"w": torch.zeros(1)})
         args[1] = str(tmp_path / "toy.safetensors")
     np.save(tmp_path / "x.npy", img)
-    assert multiscale.main(args + ["--inputs", str(tmp_path / "x.npy")]) == 2
+    with pytest.raises(SystemExit) as exc:
+        cli_main(multiscale.main, args + ["--inputs", str(tmp_path / "x.npy")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:")
+    assert exc.value.code == 2 and len(err) == 1 and "error:" in err[0]
+    assert not (tmp_path / "o").exists()
     if case == "missing_ckpt":
         assert "train_diffusion.py" in err[0] and "--ckpt" in err[0]
 
