@@ -127,8 +127,18 @@ def test_cli_bad_input_exit_code_2(tmp_path):
     bad = _sphere()
     bad[0, 4, 4] = np.nan
     np.save(tmp_path / "nan.npy", bad)
-    assert render_diffuse.main([str(tmp_path / "nan.npy"), "--out", str(tmp_path / "o")]) == 2
-    assert render_diffuse.main([str(tmp_path / "missing.npy"), "--out", str(tmp_path / "o")]) == 2
+    assert _exit_code([str(tmp_path / "nan.npy"), "--out", str(tmp_path / "o")]) == 2
+    assert _exit_code([str(tmp_path / "missing.npy"), "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def _exit_code(argv) -> int:
+    """render_diffuse.py's exit status, run in-process the way its __main__ runs it."""
+    from models.core.cli import cli_main
+
+    with pytest.raises(SystemExit) as exc:
+        cli_main(render_diffuse.main, argv)
+    return exc.value.code
 
 
 def test_cli_16bit_png_and_random_light_seeded(tmp_path):
@@ -146,7 +156,9 @@ def test_cli_16bit_png_and_random_light_seeded(tmp_path):
     assert np.allclose(img, ref, atol=1e-4)  # 16-bit quantization of the normals
     assert not (tmp_path / "o" / "ball.png").exists()
     first = img.copy()
-    assert render_diffuse.main(args) == 0 and np.array_equal(np.load(tmp_path / "o" / "ball.npy"), first)
+    assert _exit_code(args) == 2  # a second run into the same --out never silently overwrites
+    assert render_diffuse.main(args + ["--overwrite"]) == 0
+    assert np.array_equal(np.load(tmp_path / "o" / "ball.npy"), first)
 
 
 def test_cli_8bit_png_and_mask(tmp_path):
@@ -162,4 +174,4 @@ def test_cli_8bit_png_and_mask(tmp_path):
     assert render_diffuse.main(args) == 0
     img = np.load(tmp_path / "o" / "ball.npy")
     assert (img[:, 6:] == 0).all() and (img[:, :6] > 0).sum() > 10
-    assert render_diffuse.main(args[:-4] + ["--mask", str(tmp_path / "nope.npy")]) == 2
+    assert _exit_code(args[:-4] + ["--mask", str(tmp_path / "nope.npy"), "--overwrite"]) == 2
