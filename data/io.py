@@ -14,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from models.core.color import REC709, luminance as _luminance
 from models.core.io import atomic_write, to_uint, write_npy, write_npz, write_png, write_text
 
 __all__ = ["read_image", "load_image", "fit_square", "resize_square", "check_output_path", "REC709", "atomic_write",
            "to_uint", "write_png", "write_npy", "write_npz", "write_text"]
-
-# Rec. 709 luma weights on the stored (non-linearized) values
-REC709 = (0.2126, 0.7152, 0.0722)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -88,10 +86,6 @@ def _read_png_cv2(path: Path):
 
 
 # ---------------------------------------------------------------------------------------------- the input loader
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ np.array(REC709)
-
-
 def load_image(path: str | Path, *, mode: str = "rgb", fit: str | None = "pad", size: int | None = None,
                min_size: int = 1) -> tuple[np.ndarray, dict]:
     """Read a model input and return (float32 array in [0, 1], info); every bad file is one UserError line.

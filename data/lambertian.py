@@ -11,6 +11,8 @@ import math
 import numpy as np
 import torch
 
+from models.core.geometry import flip_normals  # noqa: F401  (re-exported: the one definition)
+
 MIN_LZ = math.cos(math.pi / 2.5)  # 0.309: lights lie within 72 deg of the viewing axis (reference rejection bound)
 
 
@@ -98,21 +100,6 @@ def render_random(normals: torch.Tensor, generator: torch.Generator | None = Non
     ambient = sample_albedo(b, generator, *ambient_range, device=dev, dtype=dt) if ambient_range[1] > 0 else 0.0
     noise = sample_albedo(b, generator, *noise_range, device=dev, dtype=dt) if noise_range[1] > 0 else 0.0
     return render_lambertian(normals, light, albedo, ambient, noise, generator), light, albedo
-
-
-def flip_normals(normals):
-    """Depth reversal (convex <-> concave): (nx, ny, nz) -> (-nx, -ny, nz) on a [..., 3, H, W] map or [..., 3] light.
-
-    I(n, l) == I(flip n, flip l) exactly (§2.1). Works for numpy arrays and tensors.
-    """
-    sign = [-1.0, -1.0, 1.0]
-    if torch.is_tensor(normals):
-        s = torch.tensor(sign, dtype=normals.dtype, device=normals.device)
-    else:
-        s = np.asarray(sign, dtype=np.asarray(normals).dtype)
-    if normals.shape[-1] == 3 and (normals.ndim == 1 or normals.shape[-3:-2] != (3,)):
-        return normals * s  # light vector(s) [..., 3]
-    return normals * s.reshape(3, 1, 1)
 
 
 def render_lambertian_np(normals: np.ndarray, light, albedo=1.0, ambient: float = 0.0, noise_std: float = 0.0,

@@ -17,6 +17,7 @@ import torch
 
 from data.io import read_image
 from data.motion_render import MODALITIES, build_pointer, scan_sequences  # noqa: F401  (re-exported)
+from models.core.color import luminance
 from models.diffmotion.channels import TARGET_SLICES
 
 TARGET_KEYS = tuple(TARGET_SLICES)
@@ -50,12 +51,12 @@ def _unit(img: np.ndarray) -> np.ndarray:
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
-    """HxW, HxWx1 or HxWx3/4 -> HxW; colour is reduced with ITU-R 601 luma, like PIL's convert('L')."""
+    """HxW, HxWx1 or HxWx3/4 -> HxW; colour is reduced by models.core.color.luminance (alpha ignored)."""
     if img.ndim == 2:
         return img
     if img.shape[-1] == 1:
         return img[..., 0]
-    return img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
+    return luminance(img[..., :3])
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:

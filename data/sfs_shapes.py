@@ -18,6 +18,8 @@ import math
 import numpy as np
 import torch
 
+from models.core.geometry import normals_from_height  # noqa: F401  (re-exported: the one definition)
+
 FAMILIES = ("object", "relief")
 OBJECT, RELIEF = 0, 1
 PRIMITIVES = ("ellipsoid", "superquadric", "roundbox", "capsule", "cylinder", "torus", "cone")
@@ -28,16 +30,6 @@ def pixel_grid(res: int, dtype=torch.float32):
     c = (torch.arange(res, dtype=dtype) + 0.5) * (2.0 / res) - 1.0
     y, x = torch.meshgrid(-c, c, indexing="ij")
     return x, y
-
-
-def normals_from_height(z: torch.Tensor, spacing: float = 1.0) -> torch.Tensor:
-    """Height field [..., H, W] -> unit normals [..., 3, H, W], n ~ (-dz/dcol, +dz/drow, 1).
-
-    Central differences inside, one-sided at the border; `spacing` = pixel pitch in the units of z.
-    """
-    dz_row, dz_col = torch.gradient(z, spacing=spacing, dim=(-2, -1))
-    n = torch.stack([-dz_col, dz_row, torch.ones_like(z)], dim=-3)
-    return n / n.norm(dim=-3, keepdim=True)
 
 
 def slant_deg(normals: torch.Tensor) -> torch.Tensor:

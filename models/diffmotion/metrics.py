@@ -13,31 +13,15 @@ from collections.abc import Iterable
 
 import torch
 
+from models.core.geometry import angular_error  # noqa: F401  (re-exported: the one definition)
 from models.diffmotion.channels import ALBEDO, MATERIAL, MATERIAL_NAMES, NORMAL  # noqa: F401  (re-exported)
 
-DEG = 180.0 / math.pi
 ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)  # degrees; the classic normal-estimation accuracy bins (§10.4 "report also")
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
     """Model space [-1, 1] -> [0, 1] by (x + 1)/2, clipped (the display mapping of spec §2.3, without quantisation)."""
     return ((x.double() + 1.0) * 0.5).clamp(0.0, 1.0)
-
-
-def angular_error(pred: torch.Tensor, gt: torch.Tensor, dim: int = -3, eps: float = 1e-8) -> torch.Tensor:
-    """Per-pixel angle in degrees between normal fields (channel axis `dim`, 3 channels), both normalised first.
-
-    atan2(|a x b|, a.b) in float64 is exact near 0 deg (acos of a rounded dot product is not). A prediction of (near)
-    zero length has no direction and counts as 90 deg, so that it can never score as "correct".
-    """
-    a, b = pred.double(), gt.double()
-    na, nb = a.norm(dim=dim, keepdim=True), b.norm(dim=dim, keepdim=True)
-    a, b = a / na.clamp_min(eps), b / nb.clamp_min(eps)
-    cross = torch.linalg.cross(a, b, dim=dim).norm(dim=dim)
-    dot = (a * b).sum(dim=dim)
-    ang = torch.atan2(cross, dot) * DEG
-    degenerate = (na.squeeze(dim) < eps) | (nb.squeeze(dim) < eps)
-    return torch.where(degenerate, torch.full_like(ang, 90.0), ang)
 
 
 def masked_frame_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.core import geometry
+from models.core.geometry import flip_normals
 from models.sfs.lcg import fit_tile_lights, select_pixels
 from models.sfs.tiling import PATCH, resize, tile
 
@@ -23,26 +25,20 @@ def _unit(n: torch.Tensor) -> torch.Tensor:
     return n / n.norm(dim=-3, keepdim=True).clamp_min(1e-12)
 
 
-def flip(n):
-    """Depth-reversed field (-n_x, -n_y, n_z) of [.., 3, H, W]."""
-    n = _t(n)
-    return n * torch.tensor([-1.0, -1.0, 1.0], dtype=n.dtype).view(3, 1, 1)
+def flip(n) -> torch.Tensor:
+    """Depth-reversed field (-n_x, -n_y, n_z) of [.., 3, H, W], as a float64 tensor."""
+    return flip_normals(_t(n), dim=-3)
 
 
 # -- angular errors (reference compute_mae_mask) ----------------------------------------------------------------------
 def angular_error_map(pred, gt) -> np.ndarray:
-    """Per-pixel angle in degrees between normalized pred and gt ([.., 3, H, W] -> [.., H, W]); NaN -> 0."""
-    cos = (_unit(_t(pred)) * _unit(_t(gt))).sum(-3).clamp(-1, 1)
-    return torch.nan_to_num(torch.rad2deg(torch.arccos(cos)), 0.0).numpy()
+    """Per-pixel angle in degrees between pred and gt ([.., 3, H, W] -> [.., H, W]); no direction counts as 90."""
+    return geometry.angular_error(pred, gt).numpy()
 
 
 def angular_error(pred, gt, mask=None) -> tuple[float, float]:
     """(mean, median) angle in degrees over the mask (all pixels when None); pred/gt [3, H, W]."""
-    err = angular_error_map(pred, gt)
-    sel = err if mask is None else err[np.asarray(mask) > 0.5]
-    if sel.size == 0:
-        return float("nan"), float("nan")
-    return float(sel.mean()), float(np.median(sel))
+    return geometry.angular_error_stats(pred, gt, mask)
 
 
 # -- baselines (§13) ---------------------------------------------------------------------------------------------------
@@ -62,9 +58,7 @@ def inflation_normals(mask) -> np.ndarray:
     d = distance_transform_edt(m)
     r = max(float(d.max()), 1e-6)
     h = np.sqrt(np.clip(d * (2 * r - d), 0, None))
-    dr, dc = np.gradient(h)
-    n = np.stack([-dc, dr, np.ones_like(h)])
-    n /= np.linalg.norm(n, axis=0, keepdims=True)
+    n = geometry.normals_from_height(torch.from_numpy(h)).numpy()
     return (n * m).astype(np.float32)
 
 
@@ -172,7 +166,7 @@ def seam_ratio(normals, patch: int = PATCH, mask=None) -> dict:
     for axis in (-2, -1):  # vertical neighbours (row pairs), then horizontal neighbours (column pairs)
         a = n.narrow(axis, 0, n.shape[axis] - 1)
         b = n.narrow(axis, 1, n.shape[axis] - 1)
-        ang = torch.rad2deg(torch.arccos((a * b).sum(0).clamp(-1, 1)))
+        ang = geometry.angular_error(a, b, dim=0)
         pos = torch.arange(n.shape[axis] - 1)
         is_seam = (pos % patch) == patch - 1
         is_seam = is_seam.view(-1, 1) if axis == -2 else is_seam.view(1, -1)

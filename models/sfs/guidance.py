@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from models.core.geometry import flip_normals, normals_from_height  # noqa: F401  (re-exported)
 from models.sfs.tiling import PATCH
 
 ANGLE_EPS = 1e-4  # the reference clamps cos to [-1 + 1e-4, 1 - 1e-4], so a perfect match still costs arccos(1 - 1e-4)
@@ -92,21 +93,3 @@ def integrability_loss(normals: torch.Tensor, mask: torch.Tensor | None = None, 
         m = mask[:, 0]
         w = m[:, :-1, :-1] * m[:, :-1, 1:] * m[:, 1:, :-1] * m[:, 1:, 1:]
     return _masked_mean(c2, w)
-
-
-def normals_from_height(h: torch.Tensor) -> torch.Tensor:
-    """Unit normals [S, 3, H, W] of height maps h [S, H, W] (pixel units) by central differences, in the §2.1 frame.
-
-    n ∝ (-dh/dcol, +dh/drow, 1): +y is up, i.e. towards decreasing row index.
-    """
-    dh_drow, dh_dcol = torch.gradient(h, dim=(-2, -1))
-    n = torch.stack([-dh_dcol, dh_drow, torch.ones_like(h)], 1)
-    return n / n.norm(dim=1, keepdim=True)
-
-
-def flip_normals(n: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Depth reversal (n_x, n_y, n_z) -> (-n_x, -n_y, n_z) (§2.1); leaves the image unchanged under the flipped light."""
-    sign = torch.tensor([-1.0, -1.0, 1.0], dtype=n.dtype, device=n.device)
-    shape = [1] * n.dim()
-    shape[dim] = 3
-    return n * sign.reshape(shape)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from models.core.geometry import flip_normals
 from models.sfs.tiling import PATCH, tile
 
 
@@ -139,7 +140,7 @@ def lighting_consistency(tiles: torch.Tensor, image: torch.Tensor, generators: l
             anchors[k] = anchor
             minority = idx[labels != major]
             l = lights[k, minority]
-            lf = l * torch.tensor([-1.0, -1.0, 1.0], dtype=l.dtype)
+            lf = flip_normals(l, dim=-1)
             cos = torch.nn.functional.cosine_similarity(l, anchor[None], dim=1)
             cos_f = torch.nn.functional.cosine_similarity(lf, anchor[None], dim=1)
             flipped[k, minority[cos_f >= cos + margin]] = True
