@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.nets.uvit3d import PRESETS, UViT3D, build_on_meta, count_parameters, uvit3d_preset
+from models.nets.uvit3d import UViT3D, build_on_meta, count_parameters
 from models.nets.uvit3d_blocks import NALayer, NeighborhoodSelfAttention, TemporalAttnBlock
+from uvit3d_configs import PRESETS, uvit3d_preset
 
 EXPECTED_PARAMS = {
     "nattn_mid": 100_292_681,

@@ -7,7 +7,7 @@ x <- Upsample(x - d_l) + a_l. Module names match the original state dict (Append
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -57,32 +57,6 @@ class UViT3DConfig:
                 raise ValueError(f"UViT3DConfig: {c} channels not divisible by {self.heads} heads")
             if t == "mixer" and (c // self.heads) % 4:
                 raise ValueError(f"UViT3DConfig: 2-D RoPE needs a head dim multiple of 4, got {c // self.heads}")
-
-
-def _cfg(**kw) -> UViT3DConfig:
-    return UViT3DConfig(**kw)
-
-
-PRESETS = {
-    # faithful U-ViT3D-Mixer `nattn_mid` (train mode uvit3d_mixer_all3): 100,292,681 params
-    "nattn_mid": _cfg(),
-    # faithful plain UViT3D configs (§3.10): 95,730,377 / 42,620,297 / 170,041,353
-    "plain_mid": _cfg(level_types=("res", "res", "transformer", "transformer"), blocks=(3, 3, 3)),
-    "plain_default": _cfg(channels=(64, 128, 256, 512), emb_channels=512, heads=4,
-                          level_types=("res", "res", "transformer", "transformer"), blocks=(3, 3, 3)),
-    "plain_deep": _cfg(channels=(128, 256, 512, 1024), emb_channels=1024, heads=8,
-                       level_types=("res", "res", "transformer", "transformer"), blocks=(3, 3, 3)),
-    # CPU-scale configs (§11): 622,345 / 1,688,137 params
-    "tiny": _cfg(channels=(32, 32, 64, 64), emb_channels=64, heads=2, blocks=(1, 1, 1), mid_blocks=1),
-    "tiny_wide": _cfg(channels=(32, 64, 64, 128), emb_channels=128, heads=2, blocks=(1, 1, 1), mid_blocks=2),
-}
-
-
-def uvit3d_preset(name: str, **overrides) -> UViT3DConfig:
-    """A named configuration (see PRESETS), optionally with fields replaced."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown UViT3D preset '{name}'; known: {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **overrides)
 
 
 class UViT3D(nn.Module):
