@@ -22,7 +22,6 @@ from data.io import write_png, write_text
 FRAMES = 5
 CLIP_FRAMES = ((0, 1, 2), (2, 3, 4))  # two clips per sequence sharing frame 2 (spec §5.2)
 MODALITIES = ("rgb", "normal", "albedo", "metallic", "specular", "roughness")
-GREY = ("metallic", "specular", "roughness")
 
 
 # ----------------------------------------------------------------------------------------------------------- layout

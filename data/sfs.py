@@ -288,10 +288,6 @@ class SfsCropDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.levels[0].shape[0]
 
-    def full_map(self, index: int, level: int = 0) -> torch.Tensor:
-        """Whole normal map [3,R,R] float32 at pyramid `level` (e.g. for held-out evaluation)."""
-        return self.levels[level][index].float()
-
     def __getitem__(self, key) -> dict:
         index, seed = key if isinstance(key, (tuple, list)) else (key, key)
         index = int(index)

@@ -62,9 +62,3 @@ class SampleRNG:
     def randint(self, high: int, *shape: int) -> torch.Tensor:
         """[N, *shape] integers in [0, high)."""
         return torch.stack([torch.randint(high, shape, generator=g, device=self.device) for g in self.gens])
-
-
-def randn_per_sample(shape_per_sample, seeds: list[int], device="cpu", dtype=torch.float32) -> torch.Tensor:
-    """Stack of N(0, I) draws, one generator per seed, drawn on the CPU so a seed means the same noise on every device."""
-    out = [torch.randn(tuple(shape_per_sample), generator=seeded_generator(s)) for s in seeds]
-    return torch.stack(out).to(device=device, dtype=dtype)

@@ -31,11 +31,6 @@ def flip(n) -> torch.Tensor:
 
 
 # -- angular errors (reference compute_mae_mask) ----------------------------------------------------------------------
-def angular_error_map(pred, gt) -> np.ndarray:
-    """Per-pixel angle in degrees between pred and gt ([.., 3, H, W] -> [.., H, W]); no direction counts as 90."""
-    return geometry.angular_error(pred, gt).numpy()
-
-
 def angular_error(pred, gt, mask=None) -> tuple[float, float]:
     """(mean, median) angle in degrees over the mask (all pixels when None); pred/gt [3, H, W]."""
     return geometry.angular_error_stats(pred, gt, mask)
@@ -206,9 +201,3 @@ def lighting_coherence(normals, image, mask=None, min_pixels: int = 10) -> float
     if not used.any() or np.linalg.norm(g[:2]) < 1e-9:
         return float("nan")
     return float(((lights[used, :2] @ g[:2]) > 0).mean())
-
-
-def tilt_sign(normals, image, axis, mask=None) -> int:
-    """+1/-1: which side of a known tilt axis (x, y) the sample's global light falls on (§10 B4, no-GT stimuli)."""
-    g = global_light(normals, image, mask)
-    return 1 if float(g[:2] @ np.asarray(axis, np.float64)) >= 0 else -1

@@ -36,12 +36,6 @@ def untile(tiles: torch.Tensor, size: int | tuple[int, int], patch: int = PATCH)
     return x.reshape(s, c, h, w)
 
 
-def tiles_per_map(size: int | tuple[int, int], patch: int = PATCH) -> int:
-    """Number of tiles of one map of `size`."""
-    h, w = (size, size) if isinstance(size, int) else size
-    return (h // patch) * (w // patch)
-
-
 def resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of [S, C, H, W] without anti-aliasing and without renormalizing normals.
 
