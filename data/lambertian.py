@@ -1,6 +1,7 @@
-"""Lambertian shading of normal maps, batched and device-agnostic (mssfs spec §3.2, §11.2).
+"""Lambertian shading of normal maps, batched and device-agnostic: the image model of Multistable SfS
+(Han, Zickler & Nishino, NeurIPS 2024).
 
-Normal frame (§2.1): x right (increasing column), y up (decreasing row), z toward the viewer; background = (0, 0, 0).
+Normal frame: x right (increasing column), y up (decreasing row), z toward the viewer; background = (0, 0, 0).
 Image model: I = albedo * max(0, n . l) [+ ambient] [+ Gaussian noise]; background pixels are always 0.
 No cast shadows, interreflections or specularity, as in the reference renderer.
 """
@@ -90,7 +91,7 @@ def sample_albedo(n: int, generator: torch.Generator | None = None, low: float =
 
 def render_random(normals: torch.Tensor, generator: torch.Generator | None = None, min_lz: float = MIN_LZ,
                   albedo_range=(0.5, 1.0), ambient_range=(0.0, 0.0), noise_range=(0.0, 0.0)):
-    """Render each map under a fresh random light/albedo (§11.2). Returns (images [B,1,H,W], lights [B,3], albedo [B]).
+    """Render each map under a fresh random light/albedo. Returns (images [B,1,H,W], lights [B,3], albedo [B]).
 
     Ambient and noise std are drawn per image from their ranges; (0, 0) = off (the default, as in the reference).
     """

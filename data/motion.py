@@ -1,6 +1,7 @@
-"""DiffMotion dataset: 3-frame clips of RGB + 9-channel ground truth (specs/diffmotion.md §2.2-2.5, §5.2-5.3).
+"""DiffMotion dataset: 3-frame clips of RGB + 9-channel ground truth, in the layout of the reference code
+xrhan/diffmotion (Han, Nishino & Zickler, NeurIPS 2025).
 
-On disk (spec §5.2): <root>/<object>/<i>_motion_<f>_{rgb,normal,albedo,metallic,specular,roughness}.png for f = 0..4,
+On disk: <root>/<object>/<i>_motion_<f>_{rgb,normal,albedo,metallic,specular,roughness}.png for f = 0..4,
 plus <root>/<pointer> listing two clips per sequence, frames [0, 1, 2] and [2, 3, 4]. Everything is 8-bit and maps
 linearly to [-1, 1] as v/255*2 - 1. Target channels: normal(3), albedo(3), metallic, specular, roughness.
 Render data with scripts/render_motion.py (data/motion_render.py); its layout helpers are reused here.
@@ -26,7 +27,7 @@ HELD_OUT_SPLITS = ("held_out", "val", "test")
 
 @dataclass
 class MotionDataConfig:
-    """Where the clips live and how they are augmented (spec §5.3: static p=0.2, then reverse p=0.5)."""
+    """Where the clips live and how they are augmented (as the reference: static p=0.2, then reverse p=0.5)."""
 
     root: str = "data/diffmotion/train"
     pointer: str = "clips.json"  # relative to root
@@ -60,7 +61,8 @@ def _grey(img: np.ndarray) -> np.ndarray:
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
-    """HxW (grey, replicated) or HxWxC (alpha dropped without compositing, as in spec §6.3) -> HxWx3."""
+    """HxW (grey, replicated) or HxWxC -> HxWx3; alpha is dropped without compositing, as the reference's PIL
+    convert("RGB") does."""
     if img.ndim == 2:
         return np.repeat(img[..., None], 3, -1)
     return np.repeat(img, 3, -1) if img.shape[-1] == 1 else img[..., :3]
@@ -73,7 +75,7 @@ def decode_rgb(img: np.ndarray) -> torch.Tensor:
 
 def decode_target_maps(maps: Mapping[str, np.ndarray]) -> torch.Tensor:
     """GT maps of one frame {normal, albedo, metallic, specular, roughness} (PNG values or [0,1] floats) ->
-    float32 [9, H, W] in [-1, 1], channel order normal(3), albedo(3), metallic, specular, roughness (spec §2.2)."""
+    float32 [9, H, W] in [-1, 1], channel order normal(3), albedo(3), metallic, specular, roughness."""
     missing = [k for k in TARGET_KEYS if k not in maps]
     if missing:
         raise KeyError(f"target maps missing {missing}; need {list(TARGET_KEYS)}")
@@ -88,7 +90,7 @@ def decode_target_maps(maps: Mapping[str, np.ndarray]) -> torch.Tensor:
 def encode_target_maps(target: torch.Tensor | np.ndarray, truncate: bool = False) -> dict[str, np.ndarray]:
     """[..., 9, H, W] in [-1, 1] -> uint8 PNG arrays {normal, albedo: [..., H, W, 3]; metallic, specular, roughness:
     [..., H, W]} via (x+1)/2 clipped to [0, 1]. Rounds by default; truncate=True reproduces the original display code
-    (spec §2.3). Normals are not renormalised."""
+    Normals are not renormalised."""
     t = target.detach().float().cpu().numpy() if isinstance(target, torch.Tensor) else np.asarray(target, np.float32)
     if t.ndim < 3 or t.shape[-3] != 9:
         raise ValueError(f"expected [..., 9, H, W], got {tuple(t.shape)}")
@@ -99,7 +101,7 @@ def encode_target_maps(target: torch.Tensor | np.ndarray, truncate: bool = False
 
 def foreground_mask(target: torch.Tensor, tol: float = 0.1) -> torch.Tensor:
     """Foreground where the decoded normal has unit length within tol ([..., 9 or 3, H, W] -> [..., H, W] bool).
-    The GT background (PNG 0 -> -1 in all channels) has length sqrt(3) and is excluded (spec §2.4)."""
+    The GT background (PNG 0 -> -1 in all channels) has length sqrt(3) and is excluded."""
     return (target[..., 0:3, :, :].norm(dim=-3) - 1).abs() <= tol
 
 

@@ -1,9 +1,9 @@
-"""Scene sampling and rendering of DiffMotion sequences (specs/diffmotion.md §5.2 layout, §7.2 recipe).
+"""Scene sampling and rendering of DiffMotion sequences (the reference's on-disk layout; our own scene recipe).
 
 One sequence = one textured object, 5 frames rotating about the world's vertical axis by a constant step. Two backends
 produce identical files: Mitsuba 3 (path tracing + AOV passes for the ground truth) and a NumPy sphere tracer over
-analytic shapes (Lambertian + normalised Blinn-Phong), used for tests and quick CPU data. Ground-truth conventions
-(spec §2.5): camera-space normals x right / y up / z toward the viewer stored as (n+1)/2; albedo sRGB; metallic,
+analytic shapes (Lambertian + normalised Blinn-Phong), used for tests and quick CPU data. Ground-truth conventions:
+camera-space normals x right / y up / z toward the viewer stored as (n+1)/2; albedo sRGB; metallic,
 specular, roughness linear greyscale; every GT map is 0 on background (pixel coverage < 0.5).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from data import motion_shapes as shp
 from data.io import write_png, write_text
 
 FRAMES = 5
-CLIP_FRAMES = ((0, 1, 2), (2, 3, 4))  # two clips per sequence sharing frame 2 (spec §5.2)
+CLIP_FRAMES = ((0, 1, 2), (2, 3, 4))  # two clips per sequence sharing frame 2 (the reference pointer file)
 MODALITIES = ("rgb", "normal", "albedo", "metallic", "specular", "roughness")
 
 
@@ -69,7 +69,7 @@ def scan_sequences(root: str | Path) -> tuple[list[tuple[str, int]], list[tuple[
 
 
 def clip_entries(folder: str, i: int) -> list[dict]:
-    """The two pointer entries of one sequence; paths are relative to the dataset root (spec §5.2)."""
+    """The two pointer entries of one sequence; paths are relative to the dataset root."""
     return [{"folder": folder, "sequence": i, "frame_group": g, "frames": list(fr),
              "paths": [{m: f"{folder}/{frame_file(i, f, m)}" for m in MODALITIES} for f in fr]}
             for g, fr in enumerate(CLIP_FRAMES)]

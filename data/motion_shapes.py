@@ -1,4 +1,5 @@
-"""Procedural content for the DiffMotion data generator (specs/diffmotion.md §7.2): meshes, textures, environment maps.
+"""Procedural content for the DiffMotion data generator: meshes, textures, environment maps (our own recipe; the
+original generator is not public).
 
 Everything here is plain NumPy and a pure function of a `numpy.random.Generator`, so a scene is reproducible from its seed.
 Conventions: world y is up; every mesh is scaled into the unit sphere; textures are float32 in *linear* [0, 1], indexed

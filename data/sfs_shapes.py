@@ -1,6 +1,7 @@
-"""Procedural normal maps for SfS training (mssfs spec §11.1): object scenes and relief height fields.
+"""Procedural normal maps for SfS training: object scenes and relief height fields (our own generator; the
+reference's training set is not public).
 
-Frame (§2.1): x right, y up, z toward the viewer, orthographic camera looking along -z; pixel (row, col) of an RxR map
+Frame: x right, y up, z toward the viewer, orthographic camera looking along -z; pixel (row, col) of an RxR map
 sits at x = (col + 0.5) * 2/R - 1, y = 1 - (row + 0.5) * 2/R (the frame spans [-1, 1]^2). Background is (0, 0, 0).
 Everything is a deterministic function of (seed, resolution); numpy draws the parameters, torch does the pixel work.
 
@@ -137,7 +138,7 @@ def bandlimited_noise(res: int, rng: np.random.Generator, cycles: float) -> torc
 
 def _relief_component(kind: str, x, y, res: int, rng: np.random.Generator):
     """One random component, with a height scale that gives it slopes of order one before global scaling."""
-    px = 2.0 / 160  # widths in §11.1 are quoted in pixels of a 160-px frame
+    px = 2.0 / 160  # widths below are quoted in pixels of a 160-px frame
     cx, cy = rng.uniform(-0.8, 0.8, size=2)
     if kind == "cap":
         return cap(x, y, cx, cy, rng.uniform(0.12, 0.45), rng.uniform(30, 80)) * rng.uniform(0.5, 1.0)

@@ -1,4 +1,4 @@
-"""Lazy imports of heavy optional dependencies with one readable error (STYLE.md §3.5)."""
+"""Lazy imports of heavy optional dependencies with one readable error (never imported at module top)."""
 from __future__ import annotations
 
 import importlib

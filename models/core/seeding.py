@@ -1,4 +1,5 @@
-"""Seeds per sample and per step, so results depend neither on batch size nor on GPU count (STYLE.md rule 9)."""
+"""Seeds per sample and per step, so results depend neither on batch size nor on GPU count (EDM2's per-sample
+generators, Karras et al. 2024)."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
-"""The diffmotion 3x3 result grid (spec §6.4): rows = normals, albedo, materials; columns = frames 1..3.
+"""The DiffMotion 3x3 result grid, as the reference run_inference.py draws it: rows = normals, albedo, materials;
+columns = frames 1..3.
 
 The material row shows (metallic, specular, roughness) as (R, G, B). Values in [-1, 1] go to display as
 (x + 1)/2, clipped to [0, 1], times 255 and truncated (as the original); normals are not renormalised.

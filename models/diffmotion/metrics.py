@@ -1,9 +1,9 @@
-"""Metric helpers for the DiffMotion learning and diversity checks (specs/diffmotion.md §10.4, §10.5).
+"""Metric helpers for the DiffMotion learning and diversity checks (models/diffmotion/checks.py).
 
 Pure functions on torch tensors in the model's layout: frames/targets are [T, C, H, W] (or [..., C, H, W]) with the
 channel axis third from the end, values in the model space [-1, 1] unless a function says otherwise, masks are
 [T, H, W] booleans. Per-image quantities are returned per frame ([T], NaN where a frame has no foreground) so the
-caller decides how to average ("averaged over frames" in the spec = nanmean over the T values).
+caller decides how to average ("averaged over frames" = nanmean over the T values).
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import torch
 from models.core.geometry import angular_error  # noqa: F401  (re-exported: the one definition)
 from models.diffmotion.channels import ALBEDO, MATERIAL, MATERIAL_NAMES, NORMAL  # noqa: F401  (re-exported)
 
-ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)  # degrees; the classic normal-estimation accuracy bins (§10.4 "report also")
+ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)  # degrees; the classic normal-estimation accuracy bins
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
-    """Model space [-1, 1] -> [0, 1] by (x + 1)/2, clipped (the display mapping of spec §2.3, without quantisation)."""
+    """Model space [-1, 1] -> [0, 1] by (x + 1)/2, clipped (the display mapping, without quantisation)."""
     return ((x.double() + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
@@ -51,7 +51,7 @@ def normal_angular_errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tens
 
 
 def si_mse(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Scale-invariant MSE per frame [T] for images pred/gt [T, C, H, W] already in [0, 1] (spec §10.4 albedo).
+    """Scale-invariant MSE per frame [T] for images pred/gt [T, C, H, W] already in [0, 1] (the albedo metric).
 
     Per image and channel the prediction is scaled by the least-squares s = <p, g> / <p, p> over the foreground, the
     error is mean((s p - g)^2) over the foreground, and the channels are averaged. An all-zero prediction gets s = 0.
@@ -74,7 +74,7 @@ def mae_per_channel(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) ->
 
 
 def pairwise_angular_diversity(samples: torch.Tensor, mask: torch.Tensor) -> float:
-    """D of spec §10.5: mean over seed pairs (i < j) of the foreground-mean angle between their normal maps.
+    """Diversity D: mean over seed pairs (i < j) of the foreground-mean angle between their normal maps.
 
     samples [K, T, >=3, H, W] (channels 0:3 = normal), mask [T, H, W]; the per-pair value is averaged over frames.
     NaN for K < 2.
@@ -90,7 +90,7 @@ def pairwise_angular_diversity(samples: torch.Tensor, mask: torch.Tensor) -> flo
 
 def min_pairwise_max_abs_diff(samples: torch.Tensor) -> float:
     """min over seed pairs of max |sample_i - sample_j| (all channels and pixels); > 1e-3 means no two seeds are
-    identical (spec §10.3.4 / §10.5). NaN for fewer than 2 samples."""
+    identical. NaN for fewer than 2 samples."""
     k = samples.shape[0]
     if k < 2:
         return float("nan")
@@ -99,12 +99,12 @@ def min_pairwise_max_abs_diff(samples: torch.Tensor) -> float:
 
 
 def training_baselines(targets: Iterable[torch.Tensor], tol: float = 0.1) -> dict[str, torch.Tensor]:
-    """Trivial baselines of §10.4 from GT targets [9, H, W] (model space) of the training frames, at their resolution.
+    """Trivial baselines of the learning check from GT targets [9, H, W] (model space) of the training frames.
 
     Returns {"normal_map": [3, H, W] per-pixel mean of the foreground GT normals, renormalised ((0, 0, 1) where no
     training frame has foreground), "albedo": [3] and "material": [3] means over all foreground pixels in [0, 1],
     "frames": number of frames, "fg_share": mean foreground share}. Background pixels (GT normal length outside
-    1 +- tol, spec §2.4) are excluded: their -1 value would drag the means and make the baselines needlessly weak.
+    1 +- tol) are excluded: their -1 value would drag the means and make the baselines needlessly weak.
     """
     nsum = cnt = None
     asum, msum = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Loss weightings as functions of logSNR, plus the analytic loss-at-init used as a diffmotion check (§4.1, §10.3).
+"""Loss weightings as functions of logSNR, plus the analytic loss-at-init used as a DiffMotion check.
 
 A weight returned by :func:`loss_weight` multiplies the squared error of the chosen ``target`` ("eps" | "v" | "x0").
 Identities used to move a weighting between targets (VP, snr = exp(logsnr)):
@@ -37,7 +37,8 @@ def loss_weight(kind: str, logsnr, *, target: str = "eps", bias: float = -1.0, g
 
     - "uniform": 1, i.e. plain MSE on whatever the target is.
     - "sigmoid": Kingma & Gao 2023 (eq. 19 with bias b) / SiD2: w_eps = sigmoid(bias - logsnr) on the eps-MSE;
-      diffmotion uses bias = -1 (§4.1). For target "v" it becomes sigmoid(bias - l) * sigmoid(l), for "x0"
+      DiffMotion uses bias = -1 (the sigmoid weighting of Kingma & Gao 2023). For target "v" it becomes
+      sigmoid(bias - l) * sigmoid(l), for "x0"
       sigmoid(bias - l) * exp(l), so the objective is the same whichever target the net predicts.
     - "min_snr": Hang et al. 2023 (min-SNR-gamma): min(snr, gamma) on the x0-MSE, i.e. min(snr, gamma)/snr for eps,
       min(snr, gamma)/(snr + 1) for v, min(snr, gamma) for x0.
@@ -67,7 +68,7 @@ def weighted_mse(pred: Tensor, target: Tensor, weight=None) -> Tensor:
 
 def expected_loss_at_init(m2: float, logsnr_fn: Callable[[Tensor], Tensor] | None = None, bias: float = -1.0,
                           n: int = 100_000) -> float:
-    """E_t[ w alpha^2 (alpha^2 + sigma^2 m2) ] for a v-predicting net that outputs 0 (diffmotion §4.1, §10.3.3).
+    """E_t[ w alpha^2 (alpha^2 + sigma^2 m2) ] for a v-predicting net that outputs 0 (DiffMotion's loss).
 
     With v_hat = 0: eps_hat = sigma z, eps_hat - eps = alpha sigma x0 - alpha^2 eps, whose mean square is
     alpha^2 (alpha^2 + sigma^2 m2) for m2 = E[x0^2]; w = sigmoid(bias - logsnr) is the eps-space weight.

@@ -1,7 +1,7 @@
 """Conversions between the eps / x0 / v parameterizations of a VP diffusion state.
 
 x_t = alpha * x0 + sigma * eps with alpha^2 + sigma^2 = 1, and v = alpha * eps - sigma * x0
-(Salimans & Ho 2022, "progressive distillation" §4 / appendix D). Every function takes alpha and sigma as floats or
+(Salimans & Ho 2022, "progressive distillation", Sec. 4, App. D). Every function takes alpha and sigma as floats or
 tensors; a tensor with fewer dims than x is treated as a PREFIX of x's shape and padded with trailing singleton dims
 (e.g. [B] -> [B,1,1,1], per-frame [B,T] -> [B,T,1,1,1]); a tensor with x's ndim broadcasts as usual.
 """

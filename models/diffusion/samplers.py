@@ -43,7 +43,7 @@ def ddim_step(x_t: Tensor, pred: Tensor, abar_t, abar_next, prediction: str = "e
     s = eta * sqrt((1 - abar_next)/(1 - abar_t)) * sqrt(1 - abar_t/abar_next). abar_next = 1 returns x0_hat.
     clip_x0: None, c (clamp to [-c, c]) or (lo, hi). After clipping, ``recompute_eps_after_clip=True`` re-derives
     eps_hat from the clipped x0_hat (diffusers' behaviour, keeps the step consistent); False keeps the raw predicted
-    eps for the direction term, as the mssfs reference does (mssfs §5.2 step 3).
+    eps for the direction term, as the mssfs reference code does.
     noise: the z for eta > 0 (drawn from the global RNG if None). Returns (x_next, x0_hat, eps_hat used).
     """
     ab_t, ab_n = _coef(abar_t, x_t), _coef(abar_next, x_t)
@@ -79,7 +79,7 @@ def ddim_sample(model_fn: Callable[[Tensor, int], Tensor], x_T: Tensor, abars: S
     """Run DDIM from x_T through the levels ``abars`` (first = level of x_T, ..., last = final level, 1.0 = clean).
 
     Step i (i = 0 .. len(abars) - 2) calls ``pred = model_fn(x, i)`` at level abars[i] and moves to abars[i + 1],
-    or to ``abars_next[i]`` when given (for the bit-faithful mssfs "t - 6" target level, §5.2 step 2, where the
+    or to ``abars_next[i]`` when given (for the bit-faithful mssfs "t - 6" target level of the reference code, where the
     state's true level differs from the next list entry). Levels may be floats or per-sample/per-frame tensors.
     eta > 0 draws z from ``generator`` (on x's device). ``callback(i, x_next, x0_hat)`` runs after every step.
     Gradients are not disabled here; wrap the call in torch.no_grad() unless guidance needs them.
@@ -112,7 +112,7 @@ def sample_noise_levels(batch: int, frames: int, mode: str = "shared", generator
                         device=None, dtype: torch.dtype = torch.float32) -> Tensor:
     """Continuous times t ~ U[0, 1) of shape [batch, frames] for video diffusion.
 
-    "shared": one t per clip repeated over frames (diffmotion training, §4.1); "independent": one t per frame
+    "shared": one t per clip repeated over frames (DiffMotion training); "independent": one t per frame
     (diffusion-forcing style). Draws on the generator's device, then moves to ``device``.
     """
     gen_device = generator.device if generator is not None else (device or "cpu")

@@ -42,7 +42,7 @@ def alpha_bar_to_betas(alpha_bar: Tensor) -> Tensor:
 
 
 def cosine_betas(T: int, s: float = 0.008, beta_min: float = 1e-4, beta_max: float = 0.9999) -> Tensor:
-    """Clipped betas of the Nichol & Dhariwal (2021, eq. 17) cosine schedule, float64 [T] (mssfs §5.1).
+    """Clipped betas of the Nichol & Dhariwal (2021, eq. 17) cosine schedule, float64 [T] (the mssfs schedule).
 
     f(u) = cos^2(((u/T) + s)/(1 + s) * pi/2); beta_t = 1 - f(t+1)/f(t), clipped to [beta_min, beta_max].
     (The paper clips only from above at 0.999; the mssfs code clips to [1e-4, 0.9999].)
@@ -56,13 +56,13 @@ def cosine_betas(T: int, s: float = 0.008, beta_min: float = 1e-4, beta_max: flo
 def cosine_alpha_bar(T: int, s: float = 0.008, beta_min: float = 1e-4, beta_max: float = 0.9999) -> Tensor:
     """alpha_bar of the clipped cosine schedule, recomputed as cumprod(1 - beta); float64 [T], index t = 0..T-1.
 
-    mssfs §5.1 (T = 300): alpha_bar_0 = 0.99984, alpha_bar_232 = 0.116329, beta_299 = 0.9999 (clipped).
+    mssfs (T = 300): alpha_bar_0 = 0.99984, alpha_bar_232 = 0.116329, beta_299 = 0.9999 (clipped).
     """
     return betas_to_alpha_bar(cosine_betas(T, s, beta_min, beta_max))
 
 
 def linear_alpha_bar(T: int, beta_start: float = 1e-4, beta_end: float = 2e-2) -> Tensor:
-    """alpha_bar of the DDPM linear beta schedule (Ho et al. 2020 §4), float64 [T]."""
+    """alpha_bar of the DDPM linear beta schedule (Ho et al. 2020, Sec. 4), float64 [T]."""
     betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
     return betas_to_alpha_bar(betas)
 
@@ -79,7 +79,7 @@ def _cosine_ab(logsnr_min: float, logsnr_max: float) -> tuple[float, float]:
 
 
 def logsnr_cosine(t, logsnr_min: float = -15.0, logsnr_max: float = 15.0, shift: float = 1.0) -> Tensor:
-    """Shifted cosine logSNR (Hoogeboom et al. 2023 "simple diffusion" §3; diffmotion §4.1).
+    """Shifted cosine logSNR (Hoogeboom et al. 2023 "simple diffusion", Sec. 3; DiffMotion training).
 
     lambda(t) = -2 ln tan(a + t (b - a)) + 2 ln(shift), a = atan(exp(-logsnr_max/2)), b = atan(exp(-logsnr_min/2)).
     shift = base_resolution / resolution (< 1 adds noise). diffmotion: shift = 0.125 -> lambda(0) = 10.841,
@@ -99,7 +99,7 @@ def logsnr_cosine_inverse(logsnr, logsnr_min: float = -15.0, logsnr_max: float =
 
 def logsnr_cosine_interpolated(t, shift_lo: float, shift_hi: float, logsnr_min: float = -15.0,
                                logsnr_max: float = 15.0) -> Tensor:
-    """Interpolated shifted cosine (Hoogeboom et al. 2023 §3.2, "interpolating the schedule").
+    """Interpolated shifted cosine (Hoogeboom et al. 2023, "interpolating the schedule").
 
     lambda(t) = (1 - t) * lambda_cos(t; shift_lo) + t * lambda_cos(t; shift_hi).
     Naming follows t: ``shift_lo`` is the shift in force at low t (t = 0, clean end) and ``shift_hi`` the shift at
@@ -152,7 +152,8 @@ def sigma_to_logsnr(sigma) -> Tensor:
 
 def discrete_logsnr_table(T: int = 300, logsnr_min: float = -15.0, logsnr_max: float = 15.0, shift: float = 1.0,
                           via_betas: bool = True, beta_clip: tuple[float, float] = (1e-9, 1.0)) -> Tensor:
-    """The diffmotion sampling table (§4.2): float64 logSNR [T], k = 0..T-1, from logsnr_max down to logsnr_min.
+    """The DiffMotion sampling table (reference code xrhan/diffmotion): float64 logSNR [T], k = 0..T-1, from
+    logsnr_max down to logsnr_min.
 
     lambda_k = -2 ln tan(a + (k/(T-1)) (b - a)) + 2 ln(shift). The reference passes its shift under a keyword the
     builder ignores, so the faithful table is unshifted (shift = 1); ``shift`` is the optional "sampling_shift".
@@ -175,7 +176,7 @@ def _check_steps(T: int, n: int) -> None:
 
 
 def ddim_timesteps_round(T: int, n: int) -> list[int]:
-    """diffusers "linspace" spacing used by mssfs §5.2: round(linspace(0, T-1, n)) reversed.
+    """diffusers "linspace" spacing used by the mssfs reference: round(linspace(0, T-1, n)) reversed.
 
     T=300, n=50 -> [299, 293, ..., 6, 0]; list[15] = 207, list[40] = 55. Exact rational arithmetic with
     round-half-to-even (numpy's rule), so no float ties can flip an index.
@@ -188,7 +189,7 @@ def ddim_timesteps_round(T: int, n: int) -> list[int]:
 
 
 def ddim_timesteps_floor(T: int, n: int) -> list[int]:
-    """diffmotion §4.2 rows: integer part (truncation toward zero) of linspace(-1, T-1, n+1), reversed.
+    """DiffMotion sampling rows (reference code): integer part (toward 0) of linspace(-1, T-1, n+1), reversed.
 
     T=300, n=50 -> 51 entries [299, 293, ..., 11, 5, -1]; -1 means "clean" (alpha_bar = 1). n network calls.
     """

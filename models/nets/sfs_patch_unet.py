@@ -1,4 +1,4 @@
-"""Patch UNet of Multistable SfS (Han, Zickler, Nishino, NeurIPS 2024), mssfs spec §4.
+"""Patch UNet of Multistable SfS (Han, Zickler, Nishino, NeurIPS 2024), as in the reference code xrhan/mssfs.
 
 A small "annotated-diffusion"-style UNet for 16x16 tiles: input = noisy normals x_t (3 ch) with the shading image
 concatenated as channel 0, output = the predicted noise (3 ch). 2,573,075 parameters in the default config.
@@ -22,7 +22,7 @@ class PatchUNetConfig:
     cond_channels: int = 1  # shading image channels (concatenated first)
     out_channels: int = 3
     resnet_groups: int = 4
-    time_mult: int = 8  # time-embedding width = time_mult * dim (128 in §4)
+    time_mult: int = 8  # time-embedding width = time_mult * dim (128 for dim 16)
     attn_heads: int = 4
     attn_dim_head: int = 32
 
@@ -33,7 +33,8 @@ class PatchUNetConfig:
 
 
 class WSConv2d(nn.Conv2d):
-    """Conv with weight standardization per output filter (§4.1): w <- (w - mean) / sqrt(var + eps), biased var."""
+    """Conv with weight standardization per output filter (Qiao et al. 2019): w <- (w - mean) / sqrt(var + eps),
+    biased var."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         eps = 1e-5 if x.dtype == torch.float32 else 1e-3
@@ -230,7 +231,7 @@ class PatchUNet(nn.Module):
         return self.final_conv(x)
 
     def stage_param_counts(self) -> dict[str, int]:
-        """Parameter counts per stage in the order of the §4.2 table (for checks)."""
+        """Parameter counts per stage in the network's stage order (for checks)."""
         def count(*mods):
             return sum(p.numel() for m in mods for p in m.parameters())
 

@@ -1,9 +1,10 @@
-"""UViT3D and UViT3D-Mixer: the diffmotion denoiser (spec §3), one class configured by block type per level.
+"""UViT3D and UViT3D-Mixer: the DiffMotion denoiser (Han, Nishino & Zickler, NeurIPS 2025), one class configured by
+block type per level.
 
 forward(z [B, 3, 9, H, W], noise_level [B, 3] (= 0.125 * logSNR per frame), cond [B, 3, 3, H, W]) -> v-prediction
 [B, 3, 9, H, W]. Level types: "res" (ResBlocks only, plain UViT3D), "mixer" (ResBlocks, Mixer, NA 7x7, temporal
 attention, Mixer: the "local 3D block"), "transformer" (global 3-D attention). Skips are SiD2-style residual:
-x <- Upsample(x - d_l) + a_l. Module names match the original state dict (Appendix A), so the key map is the identity.
+x <- Upsample(x - d_l) + a_l. Module names match the original state dict, so the key map is the identity.
 """
 from __future__ import annotations
 

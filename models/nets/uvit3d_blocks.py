@@ -1,8 +1,9 @@
-"""Building blocks of UViT3D / UViT3D-Mixer (diffmotion spec §3.2-3.4).
+"""Building blocks of UViT3D / UViT3D-Mixer (DiffMotion, Han, Nishino & Zickler, NeurIPS 2025; reference code
+xrhan/diffmotion).
 
 Every block works on frames flattened into the batch: x is [B*T, C, H, W] and the per-frame noise embedding is
 [B*T, E]. Frames interact only in `TemporalAttnBlock` (per pixel, over T) and `TransformerBlock` (global over T*H*W).
-Submodule names follow the original state dict (spec Appendix A) so that original checkpoints load by identity.
+Submodule names follow the original state dict so that original checkpoints load by identity.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ _ANGLES: dict = {}
 def rope_table(sizes: tuple[int, ...], head_dim: int, device) -> torch.Tensor:
     """RoPE angles [prod(sizes), head_dim/2] for the integer grid of the live shape, axes split by `split_head_dim`.
 
-    Computed from the actual (T, H, W) at run time (the original built 256-only tables, spec §9.7); cached per shape.
+    Computed from the actual (T, H, W) at run time (the original built 256-only tables); cached per shape.
     """
     key = (tuple(sizes), head_dim, str(device))
     table = _ANGLES.get(key)
@@ -65,7 +66,7 @@ def film_conv(layer: nn.Conv2d, emb: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Noise-level embedding (§3.2)
+# Noise-level embedding
 
 
 class FourierFeatures(nn.Module):
@@ -284,7 +285,7 @@ class TemporalAttention(nn.Module):
 
 
 class TemporalAttnBlock(nn.Module):
-    """Faithful: out = A + W_o A (no identity skip from x, spec §3.3). `residual=True`: out = x + W_o A."""
+    """Faithful: out = A + W_o A (no identity skip from x, as the original). `residual=True`: out = x + W_o A."""
 
     def __init__(self, c: int, emb: int, heads: int, residual: bool = False):
         super().__init__()

@@ -8,7 +8,7 @@ Backends of `neighborhood_attention`:
 - "auto":   "natten" when q is on CUDA and natten imports, else "torch" (also, with a warning, when natten has
             no kernel for the case, e.g. an unsupported head dim).
 
-Window rule (NATTEN's, see specs/diffmotion.md §3.6 and §10.2): per axis, for query position i with dilation δ,
+Window rule (NATTEN's; Hassani et al. 2023, neighborhood attention): per axis, for query position i with dilation δ,
 let r = i mod δ and j = i // δ be its place on the sub-grid r, r+δ, ... of length Ls = ceil((L - r) / δ).
 The window start on that sub-grid is clamp(j - k//2, 0, Ls - k): near a border the window shifts inward instead of
 being zero-padded, so every query sees exactly k keys per axis. Even k is allowed (start = j - k//2 inside).

@@ -1,7 +1,8 @@
-"""Evaluation helpers for SfS sample sets (mssfs §3.4, §3.5, §10 B): angular errors, convex/concave mode split,
-Wasserstein distance between sample sets, 2-D embeddings, seam statistics, lighting coherence and simple baselines.
+"""Evaluation helpers for SfS sample sets (the analysis of Multistable SfS, Han, Zickler & Nishino, NeurIPS 2024, and
+our B checks): angular errors, convex/concave mode split, Wasserstein distance between sample sets, 2-D embeddings,
+seam statistics, lighting coherence and simple baselines.
 
-Normal maps are [.., 3, H, W] in the §2.1 frame (x right, y up, z to the viewer); masks are {0,1} [H, W] (1 = evaluated).
+Normal maps are [.., 3, H, W] in the frame x right, y up, z to the viewer; masks are {0,1} [H, W] (1 = evaluated).
 All functions accept torch tensors or numpy arrays and return plain Python numbers / numpy arrays.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def angular_error(pred, gt, mask=None) -> tuple[float, float]:
     return geometry.angular_error_stats(pred, gt, mask)
 
 
-# -- baselines (§13) ---------------------------------------------------------------------------------------------------
+# -- baselines --------------------------------------------------------------------------------------------------------
 def flat_normals(h: int, w: int, mask=None) -> np.ndarray:
     """The flat-surface baseline n = (0, 0, 1) [3, H, W] (background 0 when a mask is given)."""
     n = np.zeros((3, h, w), np.float32)
@@ -59,7 +60,7 @@ def inflation_normals(mask) -> np.ndarray:
 
 # -- modes ---------------------------------------------------------------------------------------------------------------
 def mode_split(samples, gt, mask=None) -> dict:
-    """Assign each sample [S, 3, H, W] to the GT or depth-reversed ("flip") mode by the lower mean angle (§10 B4)."""
+    """Assign each sample [S, 3, H, W] to the GT or depth-reversed ("flip") mode by the lower mean angle (check B4)."""
     samples, gt = _t(samples), _t(gt)
     e_gt = [angular_error(s, gt, mask)[0] for s in samples]
     e_fl = [angular_error(s, flip(gt), mask)[0] for s in samples]
@@ -96,7 +97,8 @@ def wasserstein(x, y) -> float:
 
 
 def flatten_maps(maps, size: int = 32) -> np.ndarray:
-    """[M, 3, H, W] -> [M, 3*size*size]: renormalize, bilinear resize to size² (§3.4), flatten."""
+    """[M, 3, H, W] -> [M, 3*size*size]: renormalize, bilinear resize to size² (as the reference post_process.py),
+    flatten."""
     m = _unit(_t(maps, torch.float32))
     return resize(m, size).flatten(1).numpy()
 
@@ -152,9 +154,9 @@ def _pyplot(require):
     return plt
 
 
-# -- seams and lighting (§10 B2, B4, B7) -------------------------------------------------------------------------------
+# -- seams and lighting (checks B2, B7) -------------------------------------------------------------------------------
 def seam_ratio(normals, patch: int = PATCH, mask=None) -> dict:
-    """Mean angle (deg) between neighbours across tile seams vs inside tiles; S = seam / interior (§10 B2)."""
+    """Mean angle (deg) between neighbours across tile seams vs inside tiles; S = seam / interior (check B2)."""
     n = _unit(_t(normals))
     m = None if mask is None else _t(mask) > 0.5
     seam, inner = [], []
@@ -195,7 +197,7 @@ def tile_lights(normals, image, mask=None, min_pixels: int = 10) -> tuple[np.nda
 
 
 def lighting_coherence(normals, image, mask=None, min_pixels: int = 10) -> float:
-    """Fraction of used tiles whose light tilt is within 90° of the global light's tilt (§10 B7)."""
+    """Fraction of used tiles whose light tilt is within 90° of the global light's tilt (check B7)."""
     g = global_light(normals, image, mask)
     lights, used = tile_lights(normals, image, mask, min_pixels)
     if not used.any() or np.linalg.norm(g[:2]) < 1e-9:

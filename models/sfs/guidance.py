@@ -1,8 +1,9 @@
-"""Guidance losses on the assembled x0-hat normal field (mssfs §6.3 seam continuity, §6.4 integrability).
+"""Guidance losses on the assembled x0-hat normal field (Multistable SfS, Han, Zickler & Nishino, NeurIPS 2024):
+seam continuity and integrability (after Verbin & Zickler's shape from texture), as the reference code computes them.
 
-Both take a batch of global normal maps N [S, 3, H, W] in the §2.1 frame (x right, y up, z to the viewer) and return
+Both take a batch of global normal maps N [S, 3, H, W] in the frame x right, y up, z to the viewer and return
 one loss per sample ([S]). Summing them over the batch keeps the gradient of every sample independent of the others,
-so S seeds can share one batch (§9 item 10).
+so S seeds can share one batch.
 
 Optional mask M [S|1, 1, H, W] (1 = foreground): terms touching a background pixel are zeroed, and the mean is taken over
 the remaining terms (with M = 1 this is exactly the reference's plain mean).
@@ -18,7 +19,7 @@ ANGLE_EPS = 1e-4  # the reference clamps cos to [-1 + 1e-4, 1 - 1e-4], so a perf
 
 
 def angle(u: torch.Tensor, v: torch.Tensor, dim: int = 1, eps: float = ANGLE_EPS) -> torch.Tensor:
-    """Angle in radians between u and v along `dim`; vectors are normalized here, the cosine is clamped (§6.3)."""
+    """Angle in radians between u and v along `dim`; normalized here, the cosine clamped as in the reference."""
     un = u / u.norm(dim=dim, keepdim=True).clamp_min(1e-12)
     vn = v / v.norm(dim=dim, keepdim=True).clamp_min(1e-12)
     cos = (un * vn).sum(dim).clamp(-1.0 + eps, 1.0 - eps)
@@ -51,7 +52,7 @@ def _seam_along_rows(n: torch.Tensor, m: torch.Tensor | None, patch: int) -> tor
 
 
 def seam_loss(normals: torch.Tensor, mask: torch.Tensor | None = None, patch: int = PATCH) -> torch.Tensor:
-    """L_seam = L_td + L_lr (§6.3), radians, per sample [S].
+    """L_seam = L_td + L_lr (top-down + left-right seams), radians, per sample [S].
 
     Asks normals to vary linearly across tile seams (second-order continuity), not to be equal. The image border is not a
     seam. A field that is exactly linear across all seams scores the clamp floor 2*arccos(1 - 1e-4) = 0.0283.
@@ -63,7 +64,7 @@ def seam_loss(normals: torch.Tensor, mask: torch.Tensor | None = None, patch: in
 
 
 def gradients_pq(normals: torch.Tensor, clamp: float = 10.0, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
-    """p = -n_x/n_z = dz/dcol and q = +n_y/n_z = dz/drow (y up, §2.1), clamped to [-clamp, clamp].
+    """p = -n_x/n_z = dz/dcol and q = +n_y/n_z = dz/drow (y up), clamped to [-clamp, clamp].
 
     |n_z| < eps is replaced by +-eps so background zeros give finite (clamped, zero-gradient) values instead of NaN.
     """
@@ -75,7 +76,7 @@ def gradients_pq(normals: torch.Tensor, clamp: float = 10.0, eps: float = 1e-6) 
 
 
 def curl(normals: torch.Tensor, clamp: float = 10.0) -> torch.Tensor:
-    """Per 2x2 cell, twice the discrete curl dq/dcol - dp/drow of the gradient field; [S, H-1, W-1] (§6.4)."""
+    """Per 2x2 cell, twice the discrete curl dq/dcol - dp/drow of the gradient field; [S, H-1, W-1]."""
     p, q = gradients_pq(normals, clamp)
     p00, p01, p10, p11 = p[:, :-1, :-1], p[:, :-1, 1:], p[:, 1:, :-1], p[:, 1:, 1:]
     q00, q01, q10, q11 = q[:, :-1, :-1], q[:, :-1, 1:], q[:, 1:, :-1], q[:, 1:, 1:]
@@ -83,7 +84,7 @@ def curl(normals: torch.Tensor, clamp: float = 10.0) -> torch.Tensor:
 
 
 def integrability_loss(normals: torch.Tensor, mask: torch.Tensor | None = None, clamp: float = 10.0) -> torch.Tensor:
-    """L_int = mean of the squared cell curl over the whole field (§6.4), per sample [S].
+    """L_int = mean of the squared cell curl over the whole field, per sample [S].
 
     The reference leaves it unmasked; with a mask only cells whose four corners are foreground count.
     """

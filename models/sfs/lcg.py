@@ -1,4 +1,5 @@
-"""Lighting-consistency guidance, LCG (mssfs §6.6): make every tile agree on one convex/concave interpretation.
+"""Lighting-consistency guidance, LCG (Multistable SfS, Han, Zickler & Nishino, NeurIPS 2024): make every tile agree
+on one convex/concave interpretation.
 
 Steps, per sample: select informative pixels; fit one light per tile by least squares; split the tile lights into two
 clusters with 2-means; flip (n_x, n_y -> -n_x, -n_y) the minority tiles whose depth-reversed light is at least `margin`
@@ -109,7 +110,7 @@ class LcgResult:
 def lighting_consistency(tiles: torch.Tensor, image: torch.Tensor, generators: list[torch.Generator],
                          mask: torch.Tensor | None = None, min_pixels: int = 10, margin: float = 0.1,
                          faithful_norm: bool = True, patch: int = PATCH) -> LcgResult:
-    """Run §6.6 steps 1-4 on S samples at once.
+    """Run LCG (per-tile lights, 2-means, minority flip) on S samples at once.
 
     tiles: [S*N, 3, P, P] final (not renormalized) normals; image: [1|S, 1, R, R] shading at this resolution;
     generators: one CPU torch.Generator per sample (drives the k-means init); mask: optional [1|S, 1, R, R].

@@ -1,4 +1,4 @@
-"""Non-overlapping 16x16 tiling of global maps (mssfs §2.3) and the resizes used between V-cycle scales (§6.1).
+"""Non-overlapping 16x16 tiling of global maps (the patches of Multistable SfS) and the resizes between V-cycle scales.
 
 Layout: a batch of S global maps [S, C, H, W] becomes S*N tiles [S*N, C, P, P], sample-major, and within a sample the
 tiles are row-major over the tile grid (tile index = row_tile * (W/P) + col_tile). `untile` is the exact inverse.
@@ -39,7 +39,7 @@ def untile(tiles: torch.Tensor, size: int | tuple[int, int], patch: int = PATCH)
 def resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of [S, C, H, W] without anti-aliasing and without renormalizing normals.
 
-    Half-pixel centres (align_corners=False), which is what OpenCV's INTER_LINEAR does in the reference (§6.1).
+    Half-pixel centres (align_corners=False), which is what OpenCV's INTER_LINEAR does in the reference code.
     """
     size = (size, size) if isinstance(size, int) else tuple(size)
     if tuple(x.shape[-2:]) == size:

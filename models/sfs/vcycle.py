@@ -1,5 +1,6 @@
-"""Guided multiscale patch sampling (mssfs §6): schedules as data, the guided DDIM run (§6.2), inject-noise-and-resume
-(N&R), the V-cycle with LCG (§6.6, §6.7) and the final p/q fusion (§6.8).
+"""Guided multiscale patch sampling (Multistable SfS, Han, Zickler & Nishino, NeurIPS 2024): schedules as data, the
+guided DDIM run, inject-noise-and-resume (N&R), the V-cycle with LCG and the final p/q fusion, as in the reference
+code xrhan/mssfs.
 
 Batching: S seeds x N tiles form one batch [S*N, 3, 16, 16] (sample-major, row-major tiles, see tiling.py). Every random
 draw of sample k (initial noise, restart noise, k-means init) comes from its own CPU torch.Generator seeded with seeds[k],
@@ -33,8 +34,8 @@ class Stage:
     res: int  # square working resolution (multiple of 16)
     eta0: float  # guidance step size at the start of each run of this stage
     start: str = "restart"  # "noise": pure noise through all DDIM steps; "restart": N&R from the previous stage
-    guidance_from: int = 0  # first guided index i in this run's (filtered) step list (§6.2 "g")
-    lcg: bool = False  # run LCG after the stage, then re-noise and resume (§6.6 step 5)
+    guidance_from: int = 0  # first guided index i in this run's (filtered) step list ("g")
+    lcg: bool = False  # run LCG after the stage, then re-noise and resume
 
 
 @dataclass
@@ -44,15 +45,15 @@ class Schedule:
     name: str = "custom"
     description: str = ""
     stages: list[Stage] = field(default_factory=list)
-    timesteps: int = 300  # training T (cosine schedule, §5.1)
-    ddim_steps: int = 50  # round(linspace(0, T-1, n)) reversed (§5.2)
-    prev_rule: str = "next"  # "next": step to the next list entry; "t-6": faithful t - T//n target (§5.2 step 2)
+    timesteps: int = 300  # training T (cosine schedule, Nichol & Dhariwal 2021 eq. 17)
+    ddim_steps: int = 50  # round(linspace(0, T-1, n)) reversed (DDIM, Song et al. 2021)
+    prev_rule: str = "next"  # "next": step to the next list entry; "t-6": faithful t - T//n target of the reference
     restart_t: int = 232  # N&R level; sampling resumes at the largest list entry <= restart_t
     inner_hi: int = 10  # guidance iterations K per step when t >= inner_switch_t ...
     inner_lo: int = 3  # ... and below it
     inner_switch_t: int = 207
-    seam: bool = True  # use L_seam (§6.3)
-    int_t_max: int = 55  # integrability term (§6.4) active for t <= this
+    seam: bool = True  # use L_seam (guidance.seam_loss)
+    int_t_max: int = 55  # integrability term (guidance.integrability_loss) active for t <= this
     int_weight: float = 0.5
     decay_t_max: int = 55  # for t <= this, eta /= eta_decay at every inner iteration, cumulative over the run
     eta_decay: float = 1.5
@@ -62,7 +63,7 @@ class Schedule:
     lcg_min_pixels: int = 10
     lcg_margin: float = 0.1
     lcg_faithful_norm: bool = True  # l / ||l + 1e-4|| quirk (lcg.py)
-    fuse_last: int = 3  # fuse the last k stage outputs (§6.8)
+    fuse_last: int = 3  # fuse the last k stage outputs (see fuse)
     invalid_nz: float | None = -0.1  # mark pixels whose last-stage n_z < this as (-1, -1, -1); None = no marker
     antialias_image: bool = False  # the reference resizes the shading image without a prefilter
 
@@ -161,7 +162,7 @@ class Sampler:
         ab = self.abar_at(t)
         return ab ** 0.5 * x0 + (1 - ab) ** 0.5 * z
 
-    # -- one guided DDIM run (§6.2) ----------------------------------------------------------------------------------
+    # -- one guided DDIM run ---------------------------------------------------------------------------------------
     def guided_run(self, x: torch.Tensor, cond: torch.Tensor, size: int, eta0: float, steps: list[int],
                    guidance_from: int = 0, mask: torch.Tensor | None = None, desc: str = "") -> torch.Tensor:
         """Denoise tiles x [S*N,3,P,P] over `steps` with seam/integrability guidance on x_t; returns x0-hat at t=0.
@@ -205,7 +206,7 @@ class Sampler:
 
 
 def expected_calls(schedule: Schedule, seeds: int = 1) -> dict:
-    """Network calls of one V-cycle without running it (§6.5): sequential counts and tile totals.
+    """Network calls of one V-cycle without running it: sequential counts and tile totals.
 
     vcycle160 gives forward 440 / guided 1702 calls, i.e. 28 361 / 109 248 tile evaluations per seed.
     """
@@ -246,7 +247,7 @@ def per_sample_randn(gens: list[torch.Generator], n: int, shape) -> torch.Tensor
 
 
 def image_pyramid(image: torch.Tensor, res: int, antialias: bool = False) -> torch.Tensor:
-    """Resize the original [H, W] shading image straight to res x res (bilinear, §6.1) -> [1, 1, res, res]."""
+    """Resize the original [H, W] shading image straight to res x res (bilinear) -> [1, 1, res, res]."""
     x = image.float()[None, None]
     if antialias and x.shape[-1] > res:
         return torch.nn.functional.interpolate(x, size=(res, res), mode="bilinear", align_corners=False, antialias=True)
@@ -254,7 +255,7 @@ def image_pyramid(image: torch.Tensor, res: int, antialias: bool = False) -> tor
 
 
 def fuse(maps: list[torch.Tensor], invalid_nz: float | None = -0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """§6.8: average p = n_x/(n_z+1e-6), q = n_y/(n_z+1e-6) of the given [S,3,r,r] maps at the last map's size.
+    """Fusion: average p = n_x/(n_z+1e-6), q = n_y/(n_z+1e-6) of the given [S,3,r,r] maps at the last map's size.
 
     Returns unit normals (p, q, 1)/||.|| and a validity mask (False where the last map has n_z < invalid_nz; those
     pixels are set to (-1, -1, -1) as in the reference). No minus sign: p, q is only a gnomonic parameterization.
@@ -280,7 +281,7 @@ def fuse(maps: list[torch.Tensor], invalid_nz: float | None = -0.1) -> tuple[tor
 def run_vcycle(net: torch.nn.Module, image: torch.Tensor, seeds: list[int], schedule: Schedule,
                mask: torch.Tensor | None = None, device: str | torch.device = "cpu", precision: str = "fp32",
                progress: bool = False, sampler: Sampler | None = None) -> VCycleResult:
-    """Sample len(seeds) normal maps for one square shading image [H, W] in [0, 1] (§6.7).
+    """Sample len(seeds) normal maps for one square shading image [H, W] in [0, 1] (the V-cycle).
 
     mask: optional {0,1} [H, W] foreground (guidance terms and LCG restricted to it; background written as 0).
     """
@@ -303,7 +304,7 @@ def run_vcycle(net: torch.nn.Module, image: torch.Tensor, seeds: list[int], sche
             x = per_sample_randn(gens, n_tiles, (3, PATCH, PATCH)).to(dev)
             steps = smp.steps
         else:
-            prev_map = resize(prev.to(dev), st.res)  # bilinear, not renormalized (§6.7 N&R)
+            prev_map = resize(prev.to(dev), st.res)  # bilinear, not renormalized (N&R, as the reference)
             x = smp.q_sample(tile(prev_map), restart[0], gens)
             steps = restart
         x0 = smp.guided_run(x, cond, st.res, st.eta0, steps, st.guidance_from, m, f"stage {k} ({st.res}px)")
