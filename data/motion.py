@@ -19,7 +19,7 @@ import torch
 from data.io import read_image
 from data.motion_render import MODALITIES, build_pointer, scan_sequences  # noqa: F401  (re-exported)
 from models.core.color import luminance
-from models.diffmotion.channels import TARGET_SLICES
+from models.diffmotion.channels import TARGET_SLICES, foreground_mask  # noqa: F401  (re-exported)
 
 TARGET_KEYS = tuple(TARGET_SLICES)
 HELD_OUT_SPLITS = ("held_out", "val", "test")
@@ -97,12 +97,6 @@ def encode_target_maps(target: torch.Tensor | np.ndarray, truncate: bool = False
     x = np.clip((np.moveaxis(t, -3, -1) + 1) / 2, 0, 1) * 255
     x = (np.floor(x) if truncate else np.round(x)).astype(np.uint8)
     return {k: (x[..., s] if s.stop - s.start == 3 else x[..., s.start]) for k, s in TARGET_SLICES.items()}
-
-
-def foreground_mask(target: torch.Tensor, tol: float = 0.1) -> torch.Tensor:
-    """Foreground where the decoded normal has unit length within tol ([..., 9 or 3, H, W] -> [..., H, W] bool).
-    The GT background (PNG 0 -> -1 in all channels) has length sqrt(3) and is excluded."""
-    return (target[..., 0:3, :, :].norm(dim=-3) - 1).abs() <= tol
 
 
 # --------------------------------------------------------------------------------------------------------- dataset

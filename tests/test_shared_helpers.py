@@ -159,6 +159,10 @@ def test_diffmotion_channel_layout_is_one_definition():
     assert channels.GROUPS == ("normal", "albedo", "material")
     assert [channels.GROUP_SLICES[g] for g in channels.GROUPS] == [slice(0, 3), slice(3, 6), slice(6, 9)]
     assert data.motion.TARGET_SLICES is channels.TARGET_SLICES
+    assert data.motion.foreground_mask is channels.foreground_mask
+    tgt = -torch.ones(9, 2, 2)
+    tgt[0:3, 0, 0] = torch.tensor([0.0, 0.6, 0.8])  # unit normal: foreground; -1 everywhere else: background
+    assert channels.foreground_mask(tgt).tolist() == [[True, False], [False, False]]
     covered = sorted(i for s in channels.TARGET_SLICES.values() for i in range(9)[s])
     assert covered == list(range(9))  # every channel exactly once
     assert [channels.TARGET_SLICES[m] for m in channels.MATERIAL_NAMES] == [slice(6, 7), slice(7, 8), slice(8, 9)]

@@ -18,14 +18,18 @@ import math
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from data.motion import MotionDataset, foreground_mask
 from models.core.config import to_dict
 from models.core.io import write_text
 from models.diffmotion import metrics as M
+from models.diffmotion.channels import foreground_mask
+
+if TYPE_CHECKING:  # the datasets come from the caller; the library does not import `data`
+    from data.motion import MotionDataset
 
 FAITHFUL_STEPS, FAITHFUL_SEEDS = 50, 8  # the checkpoint's DDIM steps and the seed count the thresholds assume
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import torch
 
 from models.core.geometry import angular_error  # noqa: F401  (re-exported: the one definition)
-from models.diffmotion.channels import ALBEDO, MATERIAL, MATERIAL_NAMES, NORMAL  # noqa: F401  (re-exported)
+from models.diffmotion.channels import ALBEDO, MATERIAL, MATERIAL_NAMES, NORMAL, foreground_mask  # noqa: F401
 
 ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)  # degrees; the classic normal-estimation accuracy bins
 
@@ -111,7 +111,7 @@ def training_baselines(targets: Iterable[torch.Tensor], tol: float = 0.1) -> dic
     npix, nframes, fg_share = 0, 0, 0.0
     for tgt in targets:
         t = tgt.double()
-        fg = ((t[NORMAL].norm(dim=0) - 1).abs() <= tol).double()
+        fg = foreground_mask(t, tol).double()
         if nsum is None:
             nsum, cnt = torch.zeros_like(t[NORMAL]), torch.zeros_like(fg)
         nsum += t[NORMAL] * fg
