@@ -181,8 +181,8 @@ def checks(agg: dict, per_clip: list[dict], k: int) -> list[dict]:
     share = float(np.mean(wins)) if wins else math.nan
     row("diversity", "motion narrows: share of clips with D_static > D_moving", share, f"{sum(wins)}/{len(wins)} clips",
         "≥ 0.6", None if k < 2 else share >= 0.6)
-    row("diversity", "motion narrows: mean D_static vs mean D_moving", ds, f"D_moving {dm:.3f}°", "D_static > D_moving",
-        None if k < 2 else ds > dm, "°")
+    row("diversity", "motion narrows: mean D_static vs mean D_moving", ds, f"D_moving {dm:.3f}°",
+        "D_static > D_moving", None if k < 2 else ds > dm, "°")
     return rows
 
 
@@ -212,8 +212,8 @@ def markdown(info: dict, rows: list[dict], agg: dict, per_clip: list[dict], timi
          f"EMA {c['ema_decay']}; sampling {c['sampling_steps']} steps, shift {c['sampling_shift']}",
          f"- data: held-out `{i['held_out']}` ({i['clips']} of {i['clips_total']} clips), train `{i['train']}` "
          f"({i['train_frames']} distinct frames, foreground share {i['train_fg_share']:.3f})",
-         f"- sampling: {i['steps']} DDIM steps, learning check seed 0, diversity seeds {i['seeds']}; {i['net_calls']} network "
-         f"calls, {i['net_samples']} sample-evaluations, {i['eval_seconds']:.1f} s", ""]
+         f"- sampling: {i['steps']} DDIM steps, learning check seed 0, diversity seeds {i['seeds']}; "
+         f"{i['net_calls']} network calls, {i['net_samples']} sample-evaluations, {i['eval_seconds']:.1f} s", ""]
     res = {None: "n/a", True: "PASS", False: "**FAIL**"}
     L += table(["kind", "check", "value", "reference", "pass rule", "result"],
                [[r["section"], r["check"], fmt(r["value"], r["unit"]), r["reference"], r["rule"], res[r["pass"]]]
