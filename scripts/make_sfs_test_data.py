@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Generate test_data/sfs/: ambiguous SfS stimuli with ground truth (mssfs spec §7, §10 B4) and small object scenes.
+"""Generate test_data/sfs/: ambiguous SfS stimuli with ground truth (in the spirit of Fig. 5 of Multistable SfS; used
+by check B4) and small object scenes.
 
 Relief stimuli (no background, albedo 1, rendered with data.lambertian):
   circles  160 px  3 domes + 1 dimple (lower right) on a 2x2 grid, light (-0.2, 0.5, 1) normalized (the Fig. 5 analog)
