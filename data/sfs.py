@@ -176,6 +176,10 @@ def load_maps(cfg: SfsDataConfig, split: str = "train", root: str | Path | None 
 
 
 # ------------------------------------------------------------------------------------------------- crops
+#
+# Crop sampling is split into (1) the random draws, made per item from that item's own generator in a fixed order,
+# and (2) everything else (window gather, foreground selection, augmentation), done with batched tensor ops over all
+# items at once. A batch of items is therefore bitwise equal to the same items drawn one by one.
 
 def rot90_normals(x: torch.Tensor, k: int) -> torch.Tensor:
     """Rotate normal maps [...,3,H,W] by k*90 deg counter-clockwise: pixels move and (nx, ny) -> (-ny, nx) per turn."""
@@ -194,75 +198,167 @@ def mirror_normals(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-x[..., :1, :, :], x[..., 1:, :, :]], dim=-3)
 
 
+def _augment_draws(n: int, generator: torch.Generator | None, device) -> tuple[torch.Tensor, ...]:
+    """(k rotations [n], mirror [n], depth flip [n]) in the fixed draw order of `augment`."""
+    gdev = generator.device if generator is not None else device
+    k = torch.randint(0, 4, (n,), generator=generator, device=gdev).to(device)
+    mir = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(device)
+    flip = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(device)
+    return k, mir, flip
+
+
+def _apply_augment(crops, family, k, mir, flip, dihedral: bool, depth_flip: bool) -> torch.Tensor:
+    """Apply drawn dihedral transforms / relief depth flips to crops [..., 3, c, c] (any leading shape)."""
+    out = crops
+    if dihedral:
+        out = torch.where(mir[..., None, None, None], mirror_normals(crops), crops)
+        for r in (1, 2, 3):
+            sel = k == r
+            if sel.any():
+                out[sel] = rot90_normals(out[sel], r)
+    if depth_flip:
+        flip = flip & (family == RELIEF)
+        sign = torch.where(flip, -1.0, 1.0).to(out.dtype)[..., None, None, None]
+        out = torch.cat([out[..., :2, :, :] * sign, out[..., 2:, :, :]], dim=-3)
+    return out
+
+
 def augment(crops: torch.Tensor, family: torch.Tensor, generator: torch.Generator | None, dihedral: bool = True,
             depth_flip: bool = True):
     """Random dihedral transform per crop (8 elements: rotations x mirror), plus depth reversal for reliefs only.
 
     The random draws are the same whatever the flags, so toggling one does not reshuffle the other.
     """
-    n, dev = crops.shape[0], crops.device
-    gdev = generator.device if generator is not None else dev
-    k = torch.randint(0, 4, (n,), generator=generator, device=gdev).to(dev)
-    mir = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(dev)
-    flip = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(dev) & (family == RELIEF)
-    out = crops
-    if dihedral:
-        out = torch.where(mir[:, None, None, None], mirror_normals(crops), crops)
-        for r in (1, 2, 3):
-            sel = k == r
-            if sel.any():
-                out[sel] = rot90_normals(out[sel], r)
-    if depth_flip:
-        sign = torch.where(flip, -1.0, 1.0).to(out.dtype)[:, None, None, None]
-        out = torch.cat([out[:, :2] * sign, out[:, 2:]], dim=1)
-    return out
+    k, mir, flip = _augment_draws(crops.shape[0], generator, crops.device)
+    return _apply_augment(crops, family, k, mir, flip, dihedral, depth_flip)
+
+
+def _candidate_draws(generator, m: int, n_choices: int, n_levels: int, device):
+    """One item's candidate draws: (map choice [m], level [m], position fractions [2m] grouped by level).
+
+    Draw order (fixed): map choices, levels, then for each level in turn the y and the x fractions of its candidates
+    (`_positions` puts them back in candidate order).
+    """
+    gdev = generator.device if generator is not None else device
+    choice = torch.randint(0, n_choices, (m,), generator=generator, device=gdev)
+    lev = torch.randint(0, n_levels, (m,), generator=generator, device=gdev)
+    fractions = [torch.rand(count, generator=generator, device=gdev)
+                 for count in torch.bincount(lev, minlength=n_levels).tolist() if count for _ in "yx"]
+    return choice.to(device), lev.to(device), torch.cat(fractions).to(device)
+
+
+def _positions(lev: torch.Tensor, fractions: torch.Tensor, n_levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, m] levels + [B, 2m] per-level (y block, x block) fractions -> y, x fractions [B, m] in candidate order."""
+    b, m = lev.shape
+    order = torch.argsort(lev, dim=1, stable=True)  # candidates grouped by level, in draw order within a level
+    counts = torch.nn.functional.one_hot(lev, n_levels).sum(1)  # [B, L]
+    start = torch.cumsum(counts, 1) - counts  # first slot of each level among the sorted candidates
+    slot = torch.arange(m, device=lev.device).expand(b, m)
+    sorted_lev = torch.gather(lev, 1, order)
+    # sorted candidate j of level l sits at 2*start_l + (j - start_l) (y) and + count_l more (x) in `fractions`
+    base = torch.gather(start, 1, sorted_lev)
+    y_at = base + slot
+    x_at = y_at + torch.gather(counts, 1, sorted_lev)
+    uy = torch.empty(b, m, device=lev.device).scatter_(1, order, torch.gather(fractions, 1, y_at))
+    ux = torch.empty(b, m, device=lev.device).scatter_(1, order, torch.gather(fractions, 1, x_at))
+    return uy, ux
+
+
+class CropSource:
+    """The pyramid as crop windows: strided views of every c x c window of the normals and of a foreground mask.
+
+    Built once per dataset (no copy of the maps; the uint8 masks add 1/6 of the float16 maps' memory), so scoring the
+    candidates reads c*c mask bytes each and only the kept crops' normals are gathered.
+    """
+
+    def __init__(self, levels: list[torch.Tensor], crop_size: int, chunk: int = 256):
+        c = crop_size
+        self.levels = levels
+        self.windows = [lt.unfold(2, c, 1).unfold(3, c, 1) for lt in levels]  # [N,3,S,S,c,c]
+        masks = [torch.cat([(lt[i:i + chunk] != 0).any(1).to(torch.uint8) for i in range(0, lt.shape[0], chunk)])
+                 for lt in levels]
+        self.mask_windows = [mk.unfold(1, c, 1).unfold(2, c, 1) for mk in masks]  # [N,S,S,c,c]
+        self.spans = torch.tensor([w.shape[2] for w in self.windows], dtype=torch.float32, device=levels[0].device)
+
+    @staticmethod
+    def gather(views: list[torch.Tensor], maps, lev, yy, xx) -> torch.Tensor:
+        """Windows [K, (3,) c, c] of flat candidates (map, level, y, x): one indexed read per level."""
+        v0 = views[0]
+        tail = (v0.shape[1], *v0.shape[-2:]) if v0.dim() == 6 else tuple(v0.shape[-2:])
+        out = torch.empty((maps.numel(), *tail), dtype=v0.dtype, device=maps.device)
+        for li, view in enumerate(views):
+            sel = torch.nonzero(lev == li).squeeze(1)
+            if sel.numel():
+                at = (maps[sel], slice(None), yy[sel], xx[sel]) if view.dim() == 6 else (maps[sel], yy[sel], xx[sel])
+                out[sel] = view[at]
+        return out
+
+
+def select_crops(source: CropSource, maps, lev, uy, ux, n: int, cfg: SfsDataConfig) -> tuple:
+    """Batched crop selection: candidates [B, m] (map, level, position fractions) -> the n kept per item.
+
+    Kept in candidate order: crops with foreground >= cfg.min_foreground, and all-background crops while their share
+    stays <= cfg.max_background; if too few qualify, the remaining slots take the highest-foreground leftovers.
+    Returns (crops [B,n,3,c,c] in the maps' dtype, pick [B,n] candidate indices).
+    """
+    b, m = lev.shape
+    c = cfg.crop_size
+    span = source.spans[lev]
+    yy, xx = (uy * span).long(), (ux * span).long()
+    flat = lambda t: t.reshape(-1)  # noqa: E731
+    counts = source.gather(source.mask_windows, flat(maps), flat(lev), flat(yy), flat(xx)).sum((1, 2), dtype=torch.int32)
+    fg = counts.view(b, m).float() / (c * c)  # the foreground fraction, exact in float32
+    order = torch.arange(m, device=lev.device).expand(b, m)
+    good = fg >= cfg.min_foreground
+    bg = fg == 0
+    bg_ok = bg & (torch.cumsum(bg.long(), 1) <= int(cfg.max_background * n))
+    take = good | bg_ok
+    rank_left = torch.argsort(torch.argsort(-fg, dim=1, stable=True), dim=1, stable=True)  # best foreground first
+    score = torch.where(take, order, m + rank_left)
+    pick = torch.argsort(score, dim=1, stable=True)[:, :n]
+    kept = [flat(torch.gather(t, 1, pick)) for t in (maps, lev, yy, xx)]
+    return source.gather(source.windows, *kept).view(b, n, 3, c, c), pick
+
+
+def sample_crop_batch(source: CropSource, family: torch.Tensor, n: int, generators: list, cfg: SfsDataConfig,
+                      map_choices: list[torch.Tensor | None] | None = None, oversample: int = 4) -> dict:
+    """n crops for each of B items, item b drawing only from generators[b] (so B items == B separate calls).
+
+    source: the pyramid (`CropSource` of tensors [N,3,R,R], one per level, any device/dtype). Each item has
+    oversample * n candidates that pick a map (uniform over map_choices[b], or over all maps when None), a level and a
+    position (uniform).
+    Returns {'normals': float32 [B,n,3,c,c] (unit foreground, augmented), 'family', 'level', 'map'} (long [B,n]).
+    """
+    levels = source.levels
+    dev = levels[0].device
+    m = oversample * n
+    map_choices = map_choices if map_choices is not None else [None] * len(generators)
+    draws, aug = [], []
+    for g, choices in zip(generators, map_choices):
+        choice, lev, fractions = _candidate_draws(g, m, len(choices) if choices is not None else levels[0].shape[0],
+                                                  len(levels), dev)
+        draws.append((choices.to(dev)[choice] if choices is not None else choice, lev, fractions))
+        if cfg.augment or cfg.depth_flip:  # drawn after the candidates, from the same generator
+            aug.append(_augment_draws(n, g, dev))
+    maps, lev, fractions = (torch.stack(t) for t in zip(*draws))
+    uy, ux = _positions(lev, fractions, len(levels))
+    crops, pick = select_crops(source, maps, lev, uy, ux, n, cfg)
+    maps, lev = torch.gather(maps, 1, pick), torch.gather(lev, 1, pick)
+    fam = family.to(dev)[maps].long()
+    out = crops.float()
+    norm = torch.linalg.vector_norm(out.movedim(2, -1).contiguous(), dim=-1)[:, :, None]  # fast inner reduction
+    out = torch.where(norm > 0, out / norm.clamp_min(1e-12), out)  # undo float16 rounding of the unit length
+    if aug:
+        k, mir, flip = (torch.stack(t) for t in zip(*aug))
+        out = _apply_augment(out, fam, k, mir, flip, cfg.augment, cfg.depth_flip)
+    return {"normals": out, "family": fam, "level": lev, "map": maps}
 
 
 def sample_crops(levels: list[torch.Tensor], family: torch.Tensor, n: int, generator: torch.Generator | None,
                  cfg: SfsDataConfig, map_index: torch.Tensor | None = None, oversample: int = 4) -> dict:
-    """Draw n random crops from pyramid tensors (one per level, [N,3,R,R], any device/dtype).
-
-    Candidates (oversample * n) pick a map (uniform, or from `map_index`), a level (uniform) and a position (uniform).
-    Kept in draw order: crops with foreground >= cfg.min_foreground, and all-background crops while their share stays
-    <= cfg.max_background; if too few qualify, the remaining slots take the highest-foreground leftovers.
-    Returns {'normals': float32 [n,3,c,c] (unit foreground, augmented), 'family', 'level', 'map'} (long [n]).
-    """
-    dev, c = levels[0].device, cfg.crop_size
-    gdev = generator.device if generator is not None else dev
-    m = oversample * n
-
-    def rint(high, size):
-        return torch.randint(0, high, (size,), generator=generator, device=gdev).to(dev)
-
-    maps = map_index.to(dev)[rint(len(map_index), m)] if map_index is not None else rint(levels[0].shape[0], m)
-    lev = rint(len(levels), m)
-    crops = torch.empty(m, 3, c, c, device=dev)
-    ar = torch.arange(c, device=dev)
-    for li, lt in enumerate(levels):
-        sel = torch.nonzero(lev == li).squeeze(1)
-        if sel.numel() == 0:
-            continue
-        span = lt.shape[-1] - c + 1
-        yy = (torch.rand(sel.numel(), generator=generator, device=gdev).to(dev) * span).long()
-        xx = (torch.rand(sel.numel(), generator=generator, device=gdev).to(dev) * span).long()
-        rows = (yy[:, None] + ar)[:, :, None]
-        cols = (xx[:, None] + ar)[:, None, :]
-        crops[sel] = lt[maps[sel][:, None, None], :, rows, cols].permute(0, 3, 1, 2).float()
-    fg = (crops != 0).any(dim=1).float().mean(dim=(1, 2))
-    order = torch.arange(m, device=dev)
-    good = fg >= cfg.min_foreground
-    bg = fg == 0
-    bg_ok = bg & (torch.cumsum(bg.long(), 0) <= int(cfg.max_background * n))
-    take = good | bg_ok
-    rank_left = torch.argsort(torch.argsort(-fg, stable=True), stable=True)  # leftovers: best foreground first
-    score = torch.where(take, order, m + rank_left)
-    pick = torch.argsort(score, stable=True)[:n]
-    out, fam = crops[pick], family.to(dev)[maps[pick]].long()
-    norm = out.norm(dim=1, keepdim=True)
-    out = torch.where(norm > 0, out / norm.clamp_min(1e-12), out)  # undo float16 rounding of the unit length
-    if cfg.augment or cfg.depth_flip:
-        out = augment(out, fam, generator, cfg.augment, cfg.depth_flip)
-    return {"normals": out, "family": fam, "level": lev[pick], "map": maps[pick]}
+    """n random crops from one generator: `sample_crop_batch` for a single item ({'normals': [n,3,c,c], ...})."""
+    out = sample_crop_batch(CropSource(levels, cfg.crop_size), family, n, [generator], cfg, [map_index], oversample)
+    return {k: v[0] for k, v in out.items()}
 
 
 def _item_seed(index: int, seed: int) -> int:
@@ -274,7 +370,8 @@ class SfsCropDataset(torch.utils.data.Dataset):
     """Items keyed by (index, seed) (an int key means seed = index): K augmented crops of map `index`.
 
     Each item: {'normals': float32 [K,3,c,c], 'family': long [K], 'level': long [K]}; every random choice comes from
-    a generator seeded by (index, seed), so results do not depend on DataLoader workers.
+    a generator seeded by (index, seed), so results do not depend on DataLoader workers or on batching:
+    `get_batch(keys)` returns the stacked items ([B,K,...], as default_collate would) in one batched pass.
     """
 
     def __init__(self, cfg: SfsDataConfig, split: str = "train", root: str | Path | None = None,
@@ -282,25 +379,36 @@ class SfsCropDataset(torch.utils.data.Dataset):
         self.cfg, self.split = cfg, split_name(split)
         data = maps if maps is not None else load_maps(cfg, split, root, workers=workers)
         self.levels = [torch.from_numpy(np.ascontiguousarray(data["levels"][r])) for r in cfg.levels]
+        self.source = CropSource(self.levels, cfg.crop_size)
         self.family = torch.from_numpy(np.asarray(data["family"]).astype(np.int64))
         self.seeds = np.asarray(data["seeds"])
+        self._n = self.levels[0].shape[0]
 
     def __len__(self) -> int:
-        return self.levels[0].shape[0]
+        return self._n
 
-    def __getitem__(self, key) -> dict:
+    def _key(self, key) -> tuple[int, int]:
         index, seed = key if isinstance(key, (tuple, list)) else (key, key)
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"map index {index} out of range (0..{len(self) - 1})")
-        g = torch.Generator().manual_seed(_item_seed(index, seed))
-        out = sample_crops(self.levels, self.family, self.cfg.crops_per_map, g, self.cfg,
-                           map_index=torch.tensor([index]))
+        return index, int(seed)
+
+    def get_batch(self, keys) -> dict:
+        """Items for a list of (index, seed) keys, batched: {'normals': [B,K,3,c,c], 'family': [B,K], 'level': [B,K]}."""
+        keys = [self._key(k) for k in keys]
+        gens = [torch.Generator().manual_seed(_item_seed(i, s)) for i, s in keys]
+        out = sample_crop_batch(self.source, self.family, self.cfg.crops_per_map, gens, self.cfg,
+                                [torch.tensor([i]) for i, _ in keys])
         return {"normals": out["normals"], "family": out["family"], "level": out["level"]}
+
+    def __getitem__(self, key) -> dict:
+        return {k: v[0] for k, v in self.get_batch([key]).items()}
 
 
 __all__ = ["SfsDataConfig", "SfsCropDataset", "split_name", "map_seed", "map_family", "area_downsample", "cache_path",
-           "generate_maps", "load_maps", "rot90_normals", "mirror_normals", "augment", "sample_crops", "CACHE_VERSION"]
+           "generate_maps", "load_maps", "rot90_normals", "mirror_normals", "augment", "sample_crops",
+           "sample_crop_batch", "select_crops", "CropSource", "CACHE_VERSION"]
 
 
 def main(argv=None) -> int:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from data.lambertian import flip_normals, render_lambertian
-from data.sfs import (SfsCropDataset, SfsDataConfig, area_downsample, augment, cache_path, load_maps, map_seed,
-                      mirror_normals, rot90_normals, sample_crops)
+from data.sfs import (CropSource, SfsCropDataset, SfsDataConfig, area_downsample, augment, cache_path, load_maps,
+                      map_seed, mirror_normals, rot90_normals, sample_crop_batch, sample_crops)
 from data.sfs_shapes import (OBJECT, RELIEF, normal_map, normals_from_height, object_scene, pixel_grid, relief_scene,
                              slant_deg)
 
@@ -152,6 +152,50 @@ def test_batched_crop_sampler(tiny):
     assert set(out["level"].tolist()) <= {0, 1, 2} and len(set(out["map"].tolist())) > 3
     frac = (out["normals"] != 0).any(1).float().mean(dim=(1, 2))
     assert ((frac >= cfg.min_foreground) | (frac == 0)).all() and (frac == 0).sum() <= 4
+
+
+def test_get_batch_equals_items_one_by_one(tiny):
+    """The batched path (what the training loop calls) is bitwise the per-item path, whatever the batch holds."""
+    cfg, root, _ = tiny
+    ds = SfsCropDataset(cfg, "train", root)
+    keys = [(i % len(ds), 100 + 7 * i) for i in range(12)] + [(3, 7), (3, 7)]
+    batch = ds.get_batch(keys)
+    assert set(batch) == {"normals", "family", "level"}
+    assert batch["normals"].shape == (len(keys), cfg.crops_per_map, 3, 16, 16)
+    items = torch.utils.data.default_collate([ds[k] for k in keys])
+    for name in batch:
+        assert batch[name].dtype == items[name].dtype and torch.equal(batch[name], items[name]), name
+    other = ds.get_batch([(5, 1), (3, 7)])  # same key, other neighbours, other position in the batch
+    assert torch.equal(other["normals"][1], batch["normals"][-1])
+    assert len(set(batch["level"].flatten().tolist())) == 3
+
+
+@pytest.mark.parametrize("flags", [(True, True), (False, True), (True, False), (False, False)])
+def test_batched_sampler_with_augmentation_flags(tiny, flags):
+    cfg, _, data = tiny
+    cfg = SfsDataConfig(**{**cfg.__dict__, "augment": flags[0], "depth_flip": flags[1]})
+    source = CropSource([torch.from_numpy(data["levels"][r]) for r in cfg.levels], cfg.crop_size)
+    fam = torch.from_numpy(data["family"].astype(np.int64))
+    seeds = [3, 4, 5]
+    both = sample_crop_batch(source, fam, 6, [torch.Generator().manual_seed(s) for s in seeds], cfg)
+    for b, s in enumerate(seeds):
+        one = sample_crops(source.levels, fam, 6, torch.Generator().manual_seed(s), cfg)
+        assert all(torch.equal(both[k][b], one[k]) for k in one)
+
+
+def test_crop_source_gathers_the_right_windows(tiny):
+    """Windows read through the strided views equal plain slicing of the maps (normals and foreground counts)."""
+    cfg, _, data = tiny
+    levels = [torch.from_numpy(data["levels"][r]) for r in cfg.levels]
+    source = CropSource(levels, cfg.crop_size)
+    maps, lev = torch.tensor([0, 5, 7, 2]), torch.tensor([0, 2, 1, 2])
+    yy, xx = torch.tensor([0, 16, 32, 3]), torch.tensor([48, 0, 9, 16])
+    crops = source.gather(source.windows, maps, lev, yy, xx)
+    masks = source.gather(source.mask_windows, maps, lev, yy, xx)
+    for j in range(4):
+        want = levels[lev[j]][maps[j], :, yy[j]:yy[j] + 16, xx[j]:xx[j] + 16]
+        assert torch.equal(crops[j], want)
+        assert torch.equal(masks[j].bool(), (want != 0).any(0))
 
 
 def test_test_data_stimuli_consistent():
