@@ -92,3 +92,37 @@ def test_relative_position_property(sizes_dim):
     torch.testing.assert_close(dot(p + delta, p2 + delta), dot(p, p2), atol=1e-5, rtol=0)
     # and it is not trivially constant: changing the offset changes the logit
     assert (dot(p, p2 + 1) - dot(p, p2)).abs().max() > 1e-3
+
+
+def test_cos_sin_tables_are_cached_and_exact():
+    from models.nn import rope
+
+    angles = grid_rope_angles((5, 6), 16)
+    assert grid_rope_angles((5, 6), 16) is angles  # same grid, device: the same table
+    assert grid_rope_angles((6, 5), 16) is not angles
+    cos, sin = rope.rope_cos_sin(angles, torch.float32)
+    again = rope.rope_cos_sin(angles, torch.float32)
+    assert again[0] is cos and again[1] is sin  # reused, not recomputed
+    assert torch.equal(cos, angles.cos()) and torch.equal(sin, angles.sin())
+    assert rope.rope_cos_sin(angles, torch.float64)[0].dtype == torch.float64  # one table per dtype
+    x = torch.randn(2, 30, 3, 16, generator=torch.Generator().manual_seed(0))
+    first = apply_rope(x, angles)
+    assert rope.rope_cos_sin(angles, torch.float32)[0] is cos and torch.equal(apply_rope(x, angles), first)
+    # a copy with other values (or an in-place change) never reuses stale tables
+    other = angles * 2
+    torch.testing.assert_close(apply_rope(x, other, heads_last=True),
+                               apply_rope(x, angles.clone().mul_(2)), atol=0, rtol=0)
+    before = apply_rope(x, other)
+    other.mul_(0.5)
+    assert not torch.equal(apply_rope(x, other), before)
+    torch.testing.assert_close(apply_rope(x, other), first, atol=0, rtol=0)
+
+
+def test_inference_mode_tables_do_not_leak_into_training():
+    angles = grid_rope_angles((4, 4), 16)
+    x = torch.randn(1, 16, 2, 16)
+    with torch.inference_mode():
+        apply_rope(x, angles)  # fills an inference-mode entry
+    q = x.clone().requires_grad_(True)
+    apply_rope(q, angles).square().sum().backward()  # would raise if an inference tensor were saved for backward
+    assert q.grad is not None and torch.isfinite(q.grad).all()

@@ -11,12 +11,16 @@ Typical use for a [B, H, W, heads, d] grid (heads-last, as `models.nn.attention`
 """
 from __future__ import annotations
 
+import weakref
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
 THETA = 10000.0
+_CACHE_SIZE = 64  # bounded: a network sees a handful of token grids
+_GRID_ANGLES: dict[tuple, Tensor] = {}
+_COS_SIN: dict[tuple, tuple] = {}
 
 
 def split_head_dim(d: int, n_axes: int) -> list[int]:
@@ -69,9 +73,43 @@ def rope_angles(positions: Tensor, axis_dims: Sequence[int], theta: float = THET
     return torch.cat(chunks, dim=-1).to(torch.float32)
 
 
+def _remember(cache: dict, key, value):
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def grid_rope_angles(sizes: Sequence[int], head_dim: int, theta: float = THETA, device=None) -> Tensor:
-    """Angles [prod(sizes), head_dim // 2] for a row-major grid, with the head dim split by `split_head_dim`."""
-    return rope_angles(grid_positions(*sizes, device=device), split_head_dim(head_dim, len(sizes)), theta)
+    """Angles [prod(sizes), head_dim // 2] for a row-major grid, with the head dim split by `split_head_dim`.
+
+    Cached per (sizes, head_dim, theta, device): repeated calls return the same tensor (treat it as read-only), so
+    `apply_rope` also reuses its cos/sin tables.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    key = (tuple(int(s) for s in sizes), int(head_dim), float(theta), device, torch.is_inference_mode_enabled())
+    table = _GRID_ANGLES.get(key)
+    if table is None or torch.compiler.is_compiling():
+        table = rope_angles(grid_positions(*sizes, device=device), split_head_dim(head_dim, len(sizes)), theta)
+        if not torch.compiler.is_compiling():
+            _remember(_GRID_ANGLES, key, table)
+    return table
+
+
+def rope_cos_sin(angles: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(cos, sin) of `angles` in `dtype`, computed once per angles tensor (same object, not modified since) and dtype.
+
+    Inference-mode tables are kept apart (they cannot enter autograd); under torch.compile nothing is cached.
+    """
+    if angles.requires_grad or torch.compiler.is_compiling():
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+    key = (id(angles), dtype, torch.is_inference_mode_enabled())
+    hit = _COS_SIN.get(key)
+    if hit is not None and hit[0]() is angles and hit[1] == angles._version:
+        return hit[2], hit[3]
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    _remember(_COS_SIN, key, (weakref.ref(angles), angles._version, cos, sin))
+    return cos, sin
 
 
 def apply_rope(x: Tensor, angles: Tensor, heads_last: bool = True) -> Tensor:
@@ -84,16 +122,17 @@ def apply_rope(x: Tensor, angles: Tensor, heads_last: bool = True) -> Tensor:
     n_pairs = angles.shape[-1]
     if 2 * n_pairs > x.shape[-1]:
         raise ValueError(f"angles rotate {2 * n_pairs} channels but x has only {x.shape[-1]}")
-    if heads_last:
-        angles = angles.unsqueeze(-2)  # broadcast over heads
     work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     rot, rest = work[..., : 2 * n_pairs], work[..., 2 * n_pairs:]
     pairs = rot.unflatten(-1, (n_pairs, 2))
     a, b = pairs[..., 0], pairs[..., 1]
-    cos, sin = angles.cos().to(work.dtype), angles.sin().to(work.dtype)
+    cos, sin = rope_cos_sin(angles, work.dtype)
+    if heads_last:
+        cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # broadcast over heads
     rotated = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
     out = torch.cat((rotated, rest), dim=-1) if rest.shape[-1] else rotated
     return out.to(x.dtype)
 
 
-__all__ = ["THETA", "split_head_dim", "grid_positions", "rope_angles", "grid_rope_angles", "apply_rope"]
+__all__ = ["THETA", "split_head_dim", "grid_positions", "rope_angles", "grid_rope_angles", "rope_cos_sin",
+           "apply_rope"]
