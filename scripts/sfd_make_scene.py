@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--fill", type=finite_float(0.05, 1.0), default=0.95,
                    help="fraction of the image the pile spans (default 0.95); smaller = smaller instances")
     p.add_argument("--ss", type=int_at_least(1), default=2, help="analytic renderer: supersampling per axis (default 2)")
+    p.add_argument("--minimal", action="store_true",
+                   help="write only photo, labels, camera, poses, mesh and light (small test fixtures)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--threads", type=int_at_least(1), default=None)
     args = p.parse_args(argv)
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
     seconds = time.time() - t0
     info = {"renderer": args.renderer, "spp": args.spp if args.renderer == "mitsuba" else args.ss ** 2,
             "max_depth": args.max_depth, "atlas_size": atlas, "fill": args.fill, "render_seconds": round(seconds, 1)}
-    write_scene(out, layout, result, info)
+    write_scene(out, layout, result, info, minimal=args.minimal)
     counts = [int((result["ids"] == k).sum()) for k in range(1, args.n + 1)]
     print(f"wrote {out} ({args.renderer}, {args.res}x{args.res}, N={args.n}, {seconds:.1f} s); "
           f"instance pixels min {min(counts)} max {max(counts)}")

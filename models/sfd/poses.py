@@ -99,7 +99,9 @@ def scale_matrix(points0_world: np.ndarray, keep: float = 0.99) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------------- metrics
 def rotation_angle_deg(r: np.ndarray) -> float:
-    return math.degrees(math.acos(float(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
+    """Geodesic angle of a rotation matrix; atan2 of sin and cos keeps precision near 0 (acos does not)."""
+    sin = 0.5 * np.linalg.norm([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]])
+    return math.degrees(math.atan2(sin, (np.trace(r) - 1) / 2))
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

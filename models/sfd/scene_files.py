@@ -29,8 +29,9 @@ def linear_to_srgb8(rgb: np.ndarray) -> np.ndarray:
     return np.round(np.clip(rgb, 0, 1) ** (1 / 2.2) * 255).astype(np.uint8)
 
 
-def write_scene(folder: Path, layout: L.SceneLayout, out: dict, info: dict) -> Path:
-    """Write the scene into a temporary sibling folder and rename it to `folder` at the end."""
+def write_scene(folder: Path, layout: L.SceneLayout, out: dict, info: dict, minimal: bool = False) -> Path:
+    """Write the scene into a temporary sibling folder and rename it to `folder` at the end. `minimal` keeps only the
+    photo, labels, camera, poses, mesh and light (for small test fixtures)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
@@ -45,14 +46,15 @@ def write_scene(folder: Path, layout: L.SceneLayout, out: dict, info: dict) -> P
         write_text(tmp / "gt/object_poses.json", json.dumps({"instances": [
             {"label": k + 1, "object_to_world": p.tolist()} for k, p in enumerate(layout.object_to_world)]}, indent=1))
         L.write_obj(tmp / "gt/object.obj", write_text)
-        write_png(tmp / "gt/atlas.png", out["atlas"])
-        n_cam = out["normal_world"] @ c2w[:3, :3]  # world -> OpenGL camera: R^T n, written row-wise as n @ R
-        n_img = np.where((ids > 0)[..., None], (n_cam + 1) / 2, 1.0)
-        write_png(tmp / "gt/normal.png", n_img)
-        write_png(tmp / "gt/albedo.png", np.clip(out["albedo"], 0, 1), bits=16)
-        write_npy(tmp / "gt/depth.npy", np.where(ids > 0, out["depth"], 0).astype(np.float32))
         write_text(tmp / "gt/light.json", json.dumps(layout.light, indent=1))
-        write_npy(tmp / "gt/envmap.npy", L.eval_light(layout.light, L.latlong_directions(64, 128)).astype(np.float32))
+        if not minimal:
+            write_png(tmp / "gt/atlas.png", out["atlas"])
+            n_cam = out["normal_world"] @ c2w[:3, :3]  # world -> OpenGL camera: R^T n, written row-wise as n @ R
+            write_png(tmp / "gt/normal.png", np.where((ids > 0)[..., None], (n_cam + 1) / 2, 1.0))
+            write_png(tmp / "gt/albedo.png", np.clip(out["albedo"], 0, 1), bits=16)
+            write_npy(tmp / "gt/depth.npy", np.where(ids > 0, out["depth"], 0).astype(np.float32))
+            envmap = L.eval_light(layout.light, L.latlong_directions(64, 128)).astype(np.float32)
+            write_npy(tmp / "gt/envmap.npy", envmap)
         write_text(tmp / "scene.json", json.dumps({**info, **layout.to_json(), "roughness": 0.5, "f0": 0.02}, indent=1))
         if folder.exists():
             shutil.rmtree(folder)

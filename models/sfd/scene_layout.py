@@ -127,7 +127,7 @@ def make_atlas(size: int, seed: int) -> np.ndarray:
         x1, y1 = int(x0 + cw), int(y0 + ch)
         img[y0:y1, x0:x1] = rng.integers(200, 250, 3)
         scale = cw / 128.0
-        for _ in range(26):
+        for _ in range(70):
             colour = tuple(int(c) for c in rng.integers(0, 200, 3))
             kind = rng.integers(3)
             px, py = int(rng.uniform(x0, x1)), int(rng.uniform(y0, y1))
@@ -175,13 +175,14 @@ def place_instances(n: int, rng: np.random.Generator, max_tilt_deg: float = 40.0
     r = bounding_radius()
     spacing = 2.0 * r * 1.02
     side = spacing * math.sqrt(n) * 0.7
-    centres: list[np.ndarray] = []
+    centres = np.zeros((0, 3))
     while len(centres) < n:  # random sequential placement; widen the area until all n fit
-        centres = []
-        for _ in range(20_000):
-            p = np.array([rng.uniform(-side / 2, side / 2) * 1.3, rng.uniform(-side / 2, side / 2) / 1.3, 0.0])
-            if all(np.linalg.norm(p - q) >= spacing for q in centres):
-                centres.append(p)
+        cand = np.stack([rng.uniform(-side / 2, side / 2, 4000) * 1.3, rng.uniform(-side / 2, side / 2, 4000) / 1.3,
+                         np.zeros(4000)], 1)
+        centres = cand[:1]
+        for p in cand[1:]:
+            if np.min(np.linalg.norm(centres - p, axis=1)) >= spacing:
+                centres = np.vstack([centres, p])
                 if len(centres) == n:
                     break
         side *= 1.05
@@ -242,24 +243,24 @@ def default_light(seed: int) -> dict:
     """A spherical-Gaussian environment, L(w) = sum_k mu_k exp(lambda_k (w . xi_k - 1)) (the light model of SfD
     Sec. 3.4, after PhySG), in world coordinates: a broad sky lobe plus a few sharp sun-like lobes above the horizon."""
     rng = np.random.default_rng(seed + 7)
-    axes, sharp, amp = [np.array([0.0, 0.0, 1.0])], [2.0], [np.full(3, 0.9)]
+    # sky from above, a dim bounce from below (so nothing is pitch black), three sharp sun-like lobes
+    axes, sharp, amp = [np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, -1.0])], [2.0, 1.0], [np.full(3, 0.9),
+                                                                                              np.full(3, 0.12)]
     for _ in range(3):
         az, el = rng.uniform(0, 2 * math.pi), rng.uniform(math.radians(25), math.radians(75))
         axes.append(np.array([math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)]))
         sharp.append(float(rng.uniform(30, 80)))
         amp.append(rng.uniform(4.0, 9.0) * (0.8 + 0.2 * rng.random(3)))
-    return {"axis": np.stack(axes).tolist(), "sharpness": sharp, "amplitude": np.stack(amp).tolist(),
-            "ambient": 0.08}
+    return {"axis": np.stack(axes).tolist(), "sharpness": sharp, "amplitude": np.stack(amp).tolist()}
 
 
 def eval_light(light: dict, dirs: np.ndarray) -> np.ndarray:
-    """Radiance (..., 3) of the SG environment (+ constant ambient) for unit world directions (..., 3)."""
+    """Radiance (..., 3) of the SG environment for unit world directions (..., 3)."""
     axis = np.asarray(light["axis"], np.float64)
     lam = np.asarray(light["sharpness"], np.float64)
     mu = np.asarray(light["amplitude"], np.float64)
     cos = dirs @ axis.T                                   # (..., K)
-    out = np.exp(lam * (cos - 1.0)) @ mu                  # (..., 3)
-    return out + float(light.get("ambient", 0.0))
+    return np.exp(lam * (cos - 1.0)) @ mu                 # (..., 3)
 
 
 def latlong_directions(height: int, width: int) -> np.ndarray:
