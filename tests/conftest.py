@@ -1,5 +1,8 @@
 """Shared pytest setup: markers and determinism flags (STYLE.md §3.6)."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -37,3 +40,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def motion_root(tmp_path) -> Path:
+    """A synthetic DiffMotion dataset (random PNGs in the rendered layout, 2 sequences = 4 clips at 32 px)."""
+    return write_motion_root(tmp_path / "motion")
+
+
+def write_motion_root(root: Path, sequences: int = 2, size: int = 32) -> Path:
+    """Random PNGs in the DiffMotion dataset layout, indexed with the data module's pointer builder."""
+    import imageio.v3 as iio
+
+    from data.motion_render import FRAMES, MODALITIES, build_pointer, frame_file, meta_file
+
+    rng = np.random.default_rng(0)
+    obj = root / "obj_000"
+    obj.mkdir(parents=True)
+    for i in range(sequences):
+        for f in range(FRAMES):
+            for m in MODALITIES:
+                shape = (size, size) if m in ("metallic", "specular", "roughness") else (size, size, 3)
+                iio.imwrite(obj / frame_file(i, f, m), rng.integers(0, 256, shape, dtype=np.uint8))
+        (obj / meta_file(i)).write_text("{}")
+    build_pointer(root)
+    return root
+
+

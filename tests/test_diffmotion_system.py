@@ -70,16 +70,15 @@ def test_faithful_defaults_and_unknown_keys():
 def test_loss_matches_spec_formula():
     """§4.1 written out independently: shared t per clip, sigmoid(-1 - lambda) eps-space weight, groups 0.4/0.4/0.2."""
     system = tiny_system().eval()  # eval: no dropout, so both computations see the same network
-    batch = tiny_batch(bsz=2)
-    torch.manual_seed(5)
+    batch = dict(tiny_batch(bsz=2), seed=torch.tensor([11, 12]))
     loss, logs = system(batch)
-    torch.manual_seed(5)
     x0, cond = batch["target"], batch["frames"]
-    t = torch.rand(2, 1).expand(2, 3)
+    gens = [torch.Generator().manual_seed(s) for s in (11, 12)]  # one generator per sample: t first, then eps
+    t = torch.stack([torch.rand(1, generator=g) for g in gens]).expand(2, 3)
+    eps = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens]).clamp(-20, 20)
     a, b = math.atan(math.exp(-7.5)), math.atan(math.exp(7.5))
     lam = -2 * torch.log(torch.tan(a + t * (b - a))) + 2 * math.log(0.125)
     alpha, sigma = torch.sigmoid(lam).sqrt()[..., None, None, None], torch.sigmoid(-lam).sqrt()[..., None, None, None]
-    eps = torch.randn_like(x0).clamp(-20, 20)
     z = alpha * x0 + sigma * eps
     with torch.no_grad():
         v = system.net(z, 0.125 * lam, cond)
@@ -94,7 +93,7 @@ def test_loss_matches_spec_formula():
 def test_training_steps_run_and_loss_finite():
     system = tiny_system(randomize=False).train()
     opt = torch.optim.AdamW(system.net.parameters(), lr=1e-3)
-    batch = tiny_batch(bsz=1)
+    batch = dict(tiny_batch(bsz=1), seed=torch.tensor([0]))
     before = [p.detach().clone() for p in system.net.parameters()]
     for _ in range(2):
         loss, logs = system(batch)
@@ -104,7 +103,7 @@ def test_training_steps_run_and_loss_finite():
         opt.step()
     assert any(not torch.equal(b, p) for b, p in zip(before, system.net.parameters()))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # diffusion maths stays fp32 under autocast
-        loss, logs = system(tiny_batch(bsz=1))
+        loss, logs = system(batch)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
 
 
@@ -153,31 +152,15 @@ def test_ddim_with_oracle_returns_x0():
     assert (out.double() - x0).abs().max() < 1e-5
 
 
-def _write_motion_root(root: Path, sequences: int = 2, size: int = 32) -> Path:
-    """A synthetic dataset in the §5.2 layout (random PNGs), indexed with the data module's pointer builder."""
-    from data.motion_render import FRAMES, MODALITIES, build_pointer, frame_file, meta_file
-
-    rng = np.random.default_rng(0)
-    obj = root / "obj_000"
-    obj.mkdir(parents=True)
-    for i in range(sequences):
-        for f in range(FRAMES):
-            for m in MODALITIES:
-                shape = (size, size) if m in ("metallic", "specular", "roughness") else (size, size, 3)
-                iio.imwrite(obj / frame_file(i, f, m), rng.integers(0, 256, shape, dtype=np.uint8))
-        (obj / meta_file(i)).write_text("{}")
-    build_pointer(root)
-    return root
-
-
-def test_dataset_training_batch_and_demo(tmp_path):
-    root = _write_motion_root(tmp_path / "motion")
+def test_dataset_training_batch_and_demo(tmp_path, motion_root):
+    root = motion_root
     system = tiny_system(root=str(root), held_out_root=str(root))
     ds = system.train_dataset("train")
     assert len(ds) == 4
     item = ds[(1, 3)]
     assert item["frames"].shape == (3, 3, 32, 32) and item["target"].shape == (3, 9, 32, 32)
     batch = {k: torch.stack([ds[(i, 0)][k] for i in range(2)]) for k in item}
+    batch["seed"] = torch.tensor([0, 1])
     loss, _ = system(batch)
     assert torch.isfinite(loss)
     system.cfg.demo.steps = 2
