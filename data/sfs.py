@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import functools
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -207,20 +208,44 @@ def _augment_draws(n: int, generator: torch.Generator | None, device) -> tuple[t
     return k, mir, flip
 
 
+@functools.lru_cache(maxsize=8)
+def _dihedral_tables(c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The 8 dihedral transforms of a c x c normal crop, e = 4 * mirror + k (mirror first, then k quarter turns).
+
+    Returns (source pixel of each output pixel [8, c*c], output nx/ny taken from input ny/nx [8] (bool),
+    signs of the output (nx, ny) [8, 2]). Read off by transforming a probe crop with mirror_normals/rot90_normals.
+    """
+    probe = torch.stack([torch.full((c, c), 1.0), torch.full((c, c), 2.0),
+                         torch.arange(c * c, dtype=torch.float64).view(c, c)]).double()
+    pix, swap, sign = [], [], []
+    for e in range(8):
+        x = rot90_normals(mirror_normals(probe) if e >= 4 else probe, e % 4)
+        pix.append(x[2].flatten().long())
+        swap.append(bool(x[0, 0, 0].abs() == 2))
+        sign.append(torch.stack([x[0, 0, 0].sign(), x[1, 0, 0].sign()]))
+    return torch.stack(pix), torch.tensor(swap), torch.stack(sign).float()
+
+
 def _apply_augment(crops, family, k, mir, flip, dihedral: bool, depth_flip: bool) -> torch.Tensor:
-    """Apply drawn dihedral transforms / relief depth flips to crops [..., 3, c, c] (any leading shape)."""
-    out = crops
+    """Apply drawn dihedral transforms / relief depth flips to crops [..., 3, c, c] (any leading shape).
+
+    One pixel gather with per-crop permutations, then (nx, ny) swapped and sign-flipped as the transform says: the
+    same values, bit for bit, as mirroring / rotating / negating crop by crop.
+    """
+    lead, c = crops.shape[:-3], crops.shape[-1]
+    flat = crops.reshape(-1, 3, c * c)
+    pix, swap, sign = (t.to(crops.device) for t in _dihedral_tables(c))
+    e = (mir.long() * 4 + k).reshape(-1) if dihedral else torch.zeros(flat.shape[0], dtype=torch.long,
+                                                                       device=crops.device)
     if dihedral:
-        out = torch.where(mir[..., None, None, None], mirror_normals(crops), crops)
-        for r in (1, 2, 3):
-            sel = k == r
-            if sel.any():
-                out[sel] = rot90_normals(out[sel], r)
+        flat = torch.gather(flat, 2, pix[e][:, None, :].expand_as(flat))
+    sign = sign[e].to(crops.dtype)
     if depth_flip:
-        flip = flip & (family == RELIEF)
-        sign = torch.where(flip, -1.0, 1.0).to(out.dtype)[..., None, None, None]
-        out = torch.cat([out[..., :2, :, :] * sign, out[..., 2:, :, :]], dim=-3)
-    return out
+        sign = sign * torch.where(flip & (family == RELIEF), -1.0, 1.0).reshape(-1, 1).to(crops.dtype)
+    sw = swap[e][:, None]
+    nx = torch.where(sw, flat[:, 1], flat[:, 0]) * sign[:, :1]
+    ny = torch.where(sw, flat[:, 0], flat[:, 1]) * sign[:, 1:]
+    return torch.stack([nx, ny, flat[:, 2]], dim=1).reshape(*lead, 3, c, c)
 
 
 def augment(crops: torch.Tensor, family: torch.Tensor, generator: torch.Generator | None, dihedral: bool = True,
@@ -347,7 +372,7 @@ def sample_crop_batch(source: CropSource, family: torch.Tensor, n: int, generato
     fam = family.to(dev)[maps].long()
     out = crops.float()
     norm = torch.linalg.vector_norm(out.movedim(2, -1).contiguous(), dim=-1)[:, :, None]  # fast inner reduction
-    out = torch.where(norm > 0, out / norm.clamp_min(1e-12), out)  # undo float16 rounding of the unit length
+    out = out / norm.clamp_min(1e-12)  # undo float16 rounding of the unit length (zero background stays zero)
     if aug:
         k, mir, flip = (torch.stack(t) for t in zip(*aug))
         out = _apply_augment(out, fam, k, mir, flip, cfg.augment, cfg.depth_flip)

@@ -165,6 +165,7 @@ def test_get_batch_equals_items_one_by_one(tiny):
     items = torch.utils.data.default_collate([ds[k] for k in keys])
     for name in batch:
         assert batch[name].dtype == items[name].dtype and torch.equal(batch[name], items[name]), name
+    assert torch.equal(batch["normals"].view(torch.int32), items["normals"].view(torch.int32))  # signed zeros too
     other = ds.get_batch([(5, 1), (3, 7)])  # same key, other neighbours, other position in the batch
     assert torch.equal(other["normals"][1], batch["normals"][-1])
     assert len(set(batch["level"].flatten().tolist())) == 3
