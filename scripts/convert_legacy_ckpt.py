@@ -87,10 +87,13 @@ def convert(src, out, config=None, step: int | None = None, system: str = "auto"
         from models.diffmotion.legacy import extract_state_dict, legacy_step, map_state_dict
         state, found_step = map_state_dict(extract_state_dict(raw), reference), legacy_step(raw)
     model = get_system(system).from_export(cfg, state, {})  # strict load into a meta-built system
-    digest = hashlib.sha256(Path(src).read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(src, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
     return export_checkpoint(out, system=system, config=to_dict(cfg), state_dict=model.export_state_dict(),
                              step=found_step if step is None else step, ema="none (original weights)",
-                             extra={"source": Path(src).name, "source_sha256": digest})
+                             extra={"source": Path(src).name, "source_sha256": digest.hexdigest()})
 
 
 def main(argv=None) -> int:

@@ -161,3 +161,14 @@ def test_diffmotion_still_converts_with_auto_detection(tmp_path, capsys):
     assert loaded.step == 7
     got = loaded.net.state_dict()
     assert got.keys() == ours.keys() and all(torch.equal(got[k], ours[k]) for k in ours)
+
+
+def test_source_digest_recorded(tmp_path, capsys):
+    import hashlib
+
+    torch.save(original_sfs_state(2), tmp_path / "a.ckpt")
+    rc, cap = run_main([tmp_path / "a.ckpt", "--out", tmp_path / "a.safetensors", "--step", "5"], capsys)
+    assert rc == 0, cap.err
+    meta = read_metadata(tmp_path / "a.safetensors")
+    assert meta["source_sha256"] == hashlib.sha256((tmp_path / "a.ckpt").read_bytes()).hexdigest()
+    assert meta["step"] == "5" and meta["ema"].startswith("none")
