@@ -42,6 +42,11 @@ def test_end_to_end_on_fixture(folder):
     assert abs(ev["focal_rel_error"]) <= 0.06 and ev["dt_max"] <= 0.03, ev
     f = read_poses(folder)
     assert np.array_equal(f["poses"][0], np.eye(4)) and f["width"] == 512
+    size = np.ptp(f["points"]["points_world_all"], axis=0).max()
+    for i, p in enumerate(f["poses"]):  # A5 on the written files
+        assert np.abs(p[:3, :3].T @ p[:3, :3] - np.eye(3)).max() < 1e-6 and abs(np.linalg.det(p[:3, :3]) - 1) < 1e-6
+        world = f["points"][f"points_canon_{i}"] @ p[:3, :3].T + p[:3, 3]
+        assert np.abs(world - f["points"][f"points_world_{i}"]).max() <= 1e-5 * size
     tr = json.loads((folder / "transforms_train.json").read_text())
     assert isinstance(tr["focal"], str) and len(tr["frames"]) == 1 and tr["frames"][0]["file_path"] == "train/000"
     np.testing.assert_array_equal(np.loadtxt(folder / "non_empty_indexes.txt"), [0, 1, 2, 3, 4])

@@ -176,15 +176,22 @@ def place_instances(n: int, rng: np.random.Generator, max_tilt_deg: float = 40.0
     spacing = 2.0 * r * 1.02
     side = spacing * math.sqrt(n) * 0.7
     centres = np.zeros((0, 3))
+    tries = 20_000
     while len(centres) < n:  # random sequential placement; widen the area until all n fit
-        cand = np.stack([rng.uniform(-side / 2, side / 2, 4000) * 1.3, rng.uniform(-side / 2, side / 2, 4000) / 1.3,
-                         np.zeros(4000)], 1)
-        centres = cand[:1]
-        for p in cand[1:]:
-            if np.min(np.linalg.norm(centres - p, axis=1)) >= spacing:
-                centres = np.vstack([centres, p])
-                if len(centres) == n:
+        state = rng.bit_generator.state
+        cand = (rng.uniform(-side / 2, side / 2, (tries, 2)) * [1.3, 1 / 1.3]).tolist()
+        placed: list[tuple[float, float]] = []
+        used = tries
+        for k, (x, y) in enumerate(cand):
+            if all(math.hypot(x - cx, y - cy) >= spacing for cx, cy in placed):
+                placed.append((x, y))
+                if len(placed) == n:
+                    used = k + 1
                     break
+        centres = np.array([[x, y, 0.0] for x, y in placed]).reshape(-1, 3)
+        if used < tries:  # consume exactly the draws that were used (keeps the random stream, hence the scenes)
+            rng.bit_generator.state = state
+            rng.uniform(size=2 * used)
         side *= 1.05
     poses = []
     for c in centres:

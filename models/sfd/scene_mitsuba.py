@@ -18,7 +18,7 @@ import numpy as np
 from models.core.optional import require
 from models.sfd import scene_layout as L
 
-# Mitsuba envmap local frame (y up) -> world (z up): local y -> world z, local z -> world -y? we use x->x, y->z, z->-y
+# Mitsuba's env-map frame (y up) -> our world (z up): local x -> x, local y -> z, local z -> -y
 ENV_TO_WORLD = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float64)
 GL_TO_MITSUBA_CAM = np.diag([-1.0, 1.0, -1.0, 1.0])
 
@@ -58,7 +58,7 @@ def build_scene(layout: L.SceneLayout, atlas_linear: np.ndarray, obj_path: Path,
             "type": "perspective", "fov_axis": "x", "fov": fov,
             "to_world": mi.ScalarTransform4f((layout.c2w_gl @ GL_TO_MITSUBA_CAM).tolist()),
             "film": {"type": "hdrfilm", "width": layout.width, "height": layout.height, "rfilter": rfilter,
-                     "pixel_format": "rgb" if not aov else "rgb"},
+                     "pixel_format": "rgb"},
             "sampler": {"type": "independent", "sample_count": 1 if aov else spp, "seed": seed},
         },
         "emitter": {"type": "envmap", "bitmap": mi.Bitmap(envmap_image(layout.light)),
