@@ -18,6 +18,7 @@ import torch
 
 from data.io import read_image
 from data.motion_render import MODALITIES, build_pointer, scan_sequences  # noqa: F401  (re-exported)
+from models.core.cli import MissingInputError
 from models.core.color import luminance
 from models.diffmotion.channels import TARGET_SLICES, foreground_mask  # noqa: F401  (re-exported)
 
@@ -105,7 +106,7 @@ def load_pointer(root: str | Path, pointer: str = "clips.json") -> list[dict]:
     path = Path(root) / pointer
     if not path.is_file():
         hint = "" if not Path(root).is_dir() else f" (rebuild it: python scripts/render_motion.py --out {root} --reindex)"
-        raise FileNotFoundError(f"DiffMotion pointer file not found: {path}{hint}")
+        raise MissingInputError(f"DiffMotion pointer file not found: {path}{hint}")
     entries = json.loads(path.read_text())
     if not isinstance(entries, list) or not all(isinstance(e, dict) and len(e.get("paths", ())) == 3 for e in entries):
         raise ValueError(f"{path}: expected a list of clip entries with 3 'paths' each")
@@ -142,7 +143,7 @@ class MotionDataset(torch.utils.data.Dataset):
                         bad.setdefault(f"{e.get('folder', '?')}/{e.get('sequence', '?')}", []).append(p[m])
         if bad:
             seqs = ", ".join(f"{k} ({len(v)} files missing, e.g. {v[0]})" for k, v in list(bad.items())[:5])
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{self.root}: {len(bad)} half-rendered or missing sequence(s): {seqs}. Finish them with "
                 f"python scripts/render_motion.py --out {self.root} ... (same flags; it resumes) or --reindex")
 
@@ -153,7 +154,7 @@ class MotionDataset(torch.utils.data.Dataset):
         path = self.root / rel
         if not path.is_file():
             e = rel.split("/")
-            raise FileNotFoundError(f"missing {path}: sequence {e[0]}/{e[-1].split('_')[0]} is half-rendered or deleted")
+            raise MissingInputError(f"missing {path}: sequence {e[0]}/{e[-1].split('_')[0]} is half-rendered or deleted")
         img = read_image(path)
         res = self.cfg.resolution
         if img.shape[:2] != (res, res):

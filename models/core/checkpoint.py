@@ -24,9 +24,13 @@ class CheckpointError(UserError, ValueError):
 
 
 def _git_commit() -> str:
+    """Commit of this source tree; "unknown" for an installed copy (which must not report its host repository's)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return "unknown"
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+                             cwd=root)
         return out.stdout.strip() or "unknown"
     except Exception:
         return "unknown"

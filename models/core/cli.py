@@ -29,6 +29,10 @@ class UserError(Exception):
     """A mistake of the caller (flag, input file, config, checkpoint): reported as one line, exit code 2."""
 
 
+class MissingInputError(UserError, FileNotFoundError):
+    """An input file or dataset that is not there (still a FileNotFoundError for library callers)."""
+
+
 def _one_line(text: str) -> str:
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
     return " ".join(lines)[:500] if lines else "unknown error"
@@ -245,6 +249,6 @@ def require_complete(folder: str | Path) -> Path:
     return folder
 
 
-__all__ = ["UserError", "Parser", "cli_main", "int_at_least", "finite_float", "seed_list", "add_runtime_flags",
+__all__ = ["UserError", "MissingInputError", "Parser", "cli_main", "int_at_least", "finite_float", "seed_list", "add_runtime_flags",
            "resolve_device", "set_threads", "autocast_dtype", "existing_file", "check_finite", "new_run_dir",
            "fresh_output_dir", "output_parent", "mark_complete", "is_complete", "require_complete", "COMPLETE"]

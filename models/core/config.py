@@ -1,4 +1,4 @@
-"""Typed dataclass configs, JSON presets and `--set key=value` overrides (STYLE.md §3.2).
+"""Typed dataclass configs, JSON presets and `--set key=value` overrides.
 
 What is trained lives in the config; how it runs (devices, batch per GPU, paths) lives in CLI flags.
 Unknown keys are errors everywhere, like nanoGPT's configurator.

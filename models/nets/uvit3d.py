@@ -121,6 +121,10 @@ class UViT3D(nn.Module):
                 raise ValueError(f"UViT3D: level {i} map is {side}x{side}, smaller than the {cfg.na_kernel}x"
                                  f"{cfg.na_kernel} (dilation {cfg.na_dilation}) neighborhood; use a larger input")
 
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        """Recompute each block in the backward pass (a run-time switch; net.grad_checkpointing is its default)."""
+        self.cfg.grad_checkpointing = bool(on)
+
     def _run(self, block: nn.Module, x, emb, frames: int):
         if self.cfg.grad_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, x, emb, frames, use_reentrant=False)

@@ -1,10 +1,10 @@
-"""DiffMotion system (spec §4): UViT3D-Mixer wired to continuous-time v-prediction training and DDIM sampling.
+"""DiffMotion system (Han, Nishino, Zickler, NeurIPS 2025): UViT3D-Mixer wired to continuous-time v-prediction training and DDIM sampling.
 
-Training (§4.1): one t ~ U[0, 1) per clip shared by its 3 frames, shifted-cosine logSNR (shift 1/8), eps clamped to
+Training: one t ~ U[0, 1) per clip shared by its 3 frames, shifted-cosine logSNR (shift 1/8), eps clamped to
 +-20, z = alpha x0 + sigma eps, the net gets 0.125 * logSNR and predicts v; loss = group-weighted mean of
 sigmoid(-1 - logSNR) (eps_hat - eps)^2 over normals / albedo / materials (0.4 / 0.4 / 0.2). The diffusion maths runs
 in fp32 outside the network's autocast.
-Sampling (§4.2): 50 DDIM steps (eta 0) over a 300-entry cosine table, faithful sampling_shift = 1 (no shift); the
+Sampling: 50 DDIM steps (eta 0) over a 300-entry cosine table, faithful sampling_shift = 1 (no shift); the
 initial noise of each sample comes from its own seed, drawn on the CPU (device-independent).
 """
 from __future__ import annotations

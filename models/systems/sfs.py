@@ -1,6 +1,6 @@
-"""Multistable shape from shading (Han, Zickler, Nishino, NeurIPS 2024; mssfs spec): the System glue.
+"""Multistable shape from shading (Han, Zickler, Nishino, NeurIPS 2024): the System glue.
 
-Training (§3.3, §11.2): 16x16 normal crops from data/sfs.py are rendered on the fly, each tile under its own random light
+Training: 16x16 normal crops from data/sfs.py are rendered on the fly, each tile under its own random light
 (uniform on the cap l_z >= cos 72°) and albedo U(0.5, 1); t ~ U{0..T-1} per tile; eps-prediction with the Huber
 (smooth-L1, beta = 1) loss. Inference is the guided multiscale V-cycle of models/sfs/vcycle.py (`sample`).
 """
@@ -27,7 +27,7 @@ DEMO_SEEDS = (0, 1, 2, 3)
 
 @dataclass
 class SfsDiffusionConfig:
-    timesteps: int = 300  # T (§5.1)
+    timesteps: int = 300  # T, as in the reference code
     schedule: str = "cosine"  # "cosine" (the reference; its "linear" option silently gave cosine too) | "linear"
     loss: str = "huber"  # "huber" (smooth-L1, beta 1; reference default) | "l1" | "l2"
     huber_beta: float = 1.0
