@@ -2,9 +2,14 @@
 """Print what this machine offers: torch, devices, bf16, natten (fused or not), mitsuba variants, optional packages."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from models.core.cli import Parser, cli_main  # noqa: E402
 
 
 def rows():
@@ -30,13 +35,14 @@ def rows():
         yield name, version
 
 
-def main():
-    argparse.ArgumentParser(description=__doc__).parse_args()
+def main(argv=None) -> int:
+    Parser(prog="check_env.py", description=__doc__).parse_args(argv)
     table = list(rows())
     width = max(len(k) for k, _ in table)
     for key, value in table:
         print(f"{key:<{width}}  {value}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main)

@@ -11,11 +11,11 @@ Each has its depth-reversed twin (normals (-nx, -ny, nz) under light (-lx, -ly, 
 Object scenes: object0-3, 64 px, procedural (data.sfs_shapes.object_scene) with a foreground mask and a random light.
 
 Everything is float32 .npy plus one index file `stimuli.json`; the folder stays under 3 MB. Deterministic.
-Usage: python scripts/make_sfs_test_data.py [--out test_data/sfs]
+Usage: python scripts/make_sfs_test_data.py --out FOLDER        (a new or empty folder)
+       python scripts/make_sfs_test_data.py --overwrite          (regenerate the shipped test_data/sfs)
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -26,9 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.io import atomic_write  # noqa: E402
+from data.io import atomic_write, check_output_path  # noqa: E402
 from data.lambertian import flip_normals, render_lambertian, sample_lights  # noqa: E402
 from data.sfs_shapes import cap, normals_from_height, object_scene, pixel_grid, plateau, ring, tube  # noqa: E402
+from models.core.cli import Parser, UserError, cli_main  # noqa: E402
 
 OBJECT_SEEDS = (999_000_000, 999_000_001, 999_000_002, 999_000_003)  # outside every train/held-out seed range
 
@@ -109,14 +110,19 @@ def make(out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "test_data" / "sfs"))
+    ap = Parser(prog="make_sfs_test_data.py", description=__doc__)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "test_data" / "sfs"),
+                    help="output folder (default: the shipped test_data/sfs)")
+    ap.add_argument("--overwrite", action="store_true", help="replace the files of a non-empty --out")
     args = ap.parse_args(argv)
-    index = make(Path(args.out))
+    out = check_output_path(args.out, "--out")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(f"--out {out}: folder is not empty (pick another, or pass --overwrite to regenerate it)")
+    index = make(out)
     total = sum(f.stat().st_size for f in Path(args.out).iterdir())
     print(f"wrote {len(index['stimuli'])} stimuli to {args.out} ({total / 1e6:.2f} MB)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main(main)
