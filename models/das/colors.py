@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-COORDS = ("continuous", "index")  # u0 / W (pixel centres at col + 0.5) or col / (W - 1) (the original MoGe path)
+COORDS = ("continuous", "index")  # u0 / W, or col / (W - 1) for the pixel centre col + 0.5 (the original MoGe path)
 DEPTHS = ("z", "distance")
 
 
@@ -79,8 +79,9 @@ def encode(uv0: torch.Tensor, inv0: torch.Tensor, norm: Normalization) -> torch.
     norm.clip is False (then it is saturated only by the 8-bit conversion, like the original's OpenCV path).
     """
     wd, hd = norm.denominators
-    r = (uv0[..., 0].double() / wd).clamp(0.0, 1.0)
-    g = (uv0[..., 1].double() / hd).clamp(0.0, 1.0)
+    off = 0.5 if norm.coords == "index" else 0.0
+    r = ((uv0[..., 0].double() - off) / wd).clamp(0.0, 1.0)
+    g = ((uv0[..., 1].double() - off) / hd).clamp(0.0, 1.0)
     if norm.degenerate:
         b = torch.full_like(r, 0.5)
     else:
@@ -104,7 +105,8 @@ def decode(levels: torch.Tensor, norm: Normalization) -> torch.Tensor:
     wd, hd = norm.denominators
     inv = torch.full_like(c[..., 2], norm.inv_lo) if norm.degenerate else \
         norm.inv_lo + c[..., 2] * (norm.inv_hi - norm.inv_lo)
-    return torch.stack([c[..., 0] * wd, c[..., 1] * hd, inv], dim=-1)
+    off = 0.5 if norm.coords == "index" else 0.0
+    return torch.stack([c[..., 0] * wd + off, c[..., 1] * hd + off, inv], dim=-1)
 
 
 # --------------------------------------------------------------------------------------------------- sidecar

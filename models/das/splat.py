@@ -2,7 +2,8 @@
 
 Each visible point (finite, z > 0, projected inside the image) covers a filled rectangle of pixels centred on
 (floor(u), floor(v)), clipped at the image border. Per pixel the nearest point wins; among points at exactly the
-same depth the lowest point index wins, so the result never depends on the order of the points or on the device.
+same depth the lowest point index wins, so the result never depends on the order in which candidates are processed
+(threads, chunks, device).
 Footprints: "1" (1 px), "3x3" (the single-image path of the original), "5x5" (its CoTracker path), "7x5" (its
 SpaTracker path: half-width 3, half-height 2). Uncovered pixels stay exactly black.
 """
