@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from models.core.cli import Parser, UserError, cli_main, int_at_least  # noqa: E402
+
 
 def _rss_kib(field: str) -> int:
     with open("/proc/self/status") as f:
@@ -155,28 +157,55 @@ def markdown_table(rows: list[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="square grid sides (tokens = side^2)")
-    parser.add_argument("--backends", nargs="+", default=None,
-                        help="default: torch dense (+ natten on CUDA)")
-    parser.add_argument("--kernel", type=int, default=7, help="window side")
-    parser.add_argument("--heads", type=int, default=1)
-    parser.add_argument("--dim", type=int, default=32, help="head dim")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=3, help="timed repetitions (the median is reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed forward+backward steps before measuring")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report here (atomically)")
-    parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+BACKENDS = ("torch", "dense", "natten")
 
+
+def build_parser() -> Parser:
+    parser = Parser(prog="bench_attention.py", description=__doc__)
+    parser.add_argument("--sizes", type=int_at_least(1), nargs="+", default=[64, 128],
+                        help="square grid sides (tokens = side^2)")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=None,
+                        help="default: torch dense (+ natten on CUDA)")
+    parser.add_argument("--kernel", type=int_at_least(1), default=7, help="window side (odd, <= every grid side)")
+    parser.add_argument("--heads", type=int_at_least(1), default=1)
+    parser.add_argument("--dim", type=int_at_least(1), default=32, help="head dim")
+    parser.add_argument("--batch", type=int_at_least(1), default=1)
+    parser.add_argument("--reps", type=int_at_least(1), default=3, help="timed repetitions (the median is reported)")
+    parser.add_argument("--warmup", type=int_at_least(0), default=1, help="untimed forward+backward steps first")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int_at_least(0), default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the markdown report here (atomically)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def check_args(args) -> None:
+    """Every flag checked before the first child process starts."""
+    from data.io import check_output_path
+    from models.core.cli import resolve_device
+
+    args.device = str(resolve_device(args.device))
+    if args.kernel % 2 == 0:
+        raise UserError(f"--kernel {args.kernel}: the window side must be odd")
+    if args.kernel > min(args.sizes):
+        raise UserError(f"--kernel {args.kernel}: larger than the grid side {min(args.sizes)} (--sizes)")
+    if "natten" in (args.backends or ()) and not args.device.startswith("cuda"):
+        raise UserError("--backends natten: natten's fused kernels need --device cuda")
+    if args.out is not None:
+        check_output_path(args.out, "--out", folder=False)
+        if args.out.exists() and not args.overwrite:
+            raise UserError(f"--out {args.out}: exists already (pick another name, or --overwrite)")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args._child:
         size, backend, mode = json.loads(args._child)
         print(json.dumps(run_case(args, size, backend, mode)))
-        return
+        return 0
+    check_args(args)
 
     backends = args.backends or (["torch", "dense"] + (["natten"] if args.device.startswith("cuda") else []))
     rows = []
@@ -188,15 +217,15 @@ def main(argv=None) -> None:
     table = markdown_table(rows, args)
     print(table)
     if args.out:
-        from data.io import atomic_write
+        from data.io import write_text
 
         now = datetime.datetime.now().isoformat(timespec="seconds")
         report = (f"# Neighborhood attention benchmark\n\n- date: {now}\n"
                   f"- command: `python {' '.join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}`\n"
                   f"- hardware: {hardware(args.device, args.threads)}\n\n{table}")
-        with atomic_write(args.out) as tmp:
-            tmp.write_text(report)
+        write_text(args.out, report)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    cli_main(main)

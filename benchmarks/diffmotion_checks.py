@@ -7,7 +7,7 @@
     ... --max-clips 8 --seeds 0-7 --steps 50 --device cuda --threads 2 --batch 17
 
 What is measured, and against which baselines, is described in models/diffmotion/checks.py (the library this command
-runs). Writes <out> and <out>.json atomically.
+runs). Writes <out> and <out>.json atomically; an existing report is replaced only with --overwrite.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from data.io import check_output_path  # noqa: E402
 from data.motion import MotionDataset  # noqa: E402
 from models import load_system  # noqa: E402
 from models.core.checkpoint import read_metadata  # noqa: E402
@@ -43,6 +44,7 @@ def parse_args(argv):
     p.add_argument("--batch", type=int_at_least(0), default=0, help="max samples per sampler call (0 = all 2K+1 of a "
                    "clip at once)")
     p.add_argument("--timing-seeds", type=int_at_least(0), default=10, help="seeds in the timing batch (0 = skip)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report at --out")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -52,6 +54,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
+    out = check_output_path(args.out, "--out", folder=False)
+    if out.suffix.lower() != ".md":
+        raise UserError(f"--out {out}: expected a markdown file name (.md); the JSON goes next to it")
+    if not args.overwrite and (out.exists() or out.with_suffix(".json").exists()):
+        raise UserError(f"--out {out}: a report exists already (pick another name, or --overwrite)")
     ckpt = existing_file(args.ckpt, "checkpoint")
     system = load_system(ckpt, device=device, expect="diffmotion")
     cfg = system.cfg

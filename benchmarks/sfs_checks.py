@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from models import load_system  # noqa: E402
 from models.core.cli import (Parser, UserError, cli_main, existing_file, fresh_output_dir, int_at_least,  # noqa: E402
                              new_run_dir, resolve_device, set_threads)
+from data.io import check_output_path  # noqa: E402
 from models.core.io import write_text  # noqa: E402
 from models.sfs.checks import run_checks  # noqa: E402
 from models.sfs.vcycle import load_schedule  # noqa: E402
@@ -46,11 +47,19 @@ def main(argv=None) -> int:
     stimuli_json = existing_file(Path(args.stimuli) / "stimuli.json", "stimuli list")
     try:
         sched = load_schedule(args.schedule or ("fast" if args.fast else "vcycle160"))
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    except (ValueError, OSError) as err:
+        raise UserError(f"--schedule {args.schedule}: {str(err).strip().splitlines()[0][:300]}") from None
+    try:
+        stimuli = load_stimuli(stimuli_json.parent)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # a damaged stimuli.json
+        raise UserError(f"{stimuli_json}: not a usable stimuli list ({type(err).__name__}: "
+                        f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''})") from None
+    check_output_path(args.out or ROOT / "evals", "--out")
+    if args.out and Path(args.out).is_dir() and any(Path(args.out).iterdir()):
+        raise UserError(f"--out {args.out}: folder is not empty (pick another)")
     system = load_system(existing_file(args.ckpt, "checkpoint"), device=device, expect="sfs")
     out = fresh_output_dir(args.out) if args.out else new_run_dir(ROOT / "evals", "sfs_checks")
-    rep = run_checks(system, load_stimuli(stimuli_json.parent), sched, args.seeds or (8 if args.fast else 16),
+    rep = run_checks(system, stimuli, sched, args.seeds or (8 if args.fast else 16),
                      args.heldout or (4 if args.fast else 32), device, args.precision, args.fast)
     header = (f"# SfS checks B1-B8\n\ncheckpoint `{args.ckpt}` (step {getattr(system, 'step', '?')}), "
               f"{datetime.datetime.now():%Y-%m-%d %H:%M}")
