@@ -228,7 +228,7 @@ def test_R10_mesh_rasteriser_agrees_with_dense_splats():
 def test_raster_zbuffer_nearer_triangle_wins_in_any_order():
     K = intrinsics_from_fov(40, 30)
     tri = torch.tensor([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
-    near, far = tri + torch.tensor([0.0, 0.0, 3.0]), tri * 1.5 + torch.tensor([0.1, 0.0, 5.0])
+    near, far = tri + torch.tensor([0.0, 0.0, 3.0]), tri * 2.5 + torch.tensor([0.1, 0.0, 5.0])
     attrs = torch.tensor([[1.0]] * 3 + [[2.0]] * 3, dtype=torch.float64)
     for order in ([0, 1], [1, 0]):
         verts = torch.cat([[near, far][i] for i in order])
