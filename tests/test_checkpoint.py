@@ -1,4 +1,6 @@
 """Self-describing safetensors export: round trip, strictness, clear errors on foreign or broken files."""
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -68,3 +70,13 @@ def test_load_foreign_refuses_pickled_objects(tmp_path):
     torch.save({"x": Evil()}, evil)
     with pytest.raises(CheckpointError, match="weights_only=True"):
         load_foreign(evil)
+
+
+def test_shipped_checkpoints_match_sha256sums():
+    import hashlib
+
+    ckpts = Path(__file__).resolve().parents[1] / "ckpts"
+    listed = dict(reversed(line.split()) for line in (ckpts / "SHA256SUMS").read_text().splitlines() if line.strip())
+    assert sorted(listed) == sorted(p.name for p in ckpts.glob("*.safetensors"))
+    for name, digest in listed.items():
+        assert hashlib.sha256((ckpts / name).read_bytes()).hexdigest() == digest, name
