@@ -200,12 +200,11 @@ def mirror_normals(x: torch.Tensor) -> torch.Tensor:
 
 
 def _augment_draws(n: int, generator: torch.Generator | None, device) -> tuple[torch.Tensor, ...]:
-    """(k rotations [n], mirror [n], depth flip [n]) in the fixed draw order of `augment`."""
+    """(k rotations [n], mirror [n], depth flip [n]) in the fixed draw order of `augment`: k, then 2n uniforms."""
     gdev = generator.device if generator is not None else device
     k = torch.randint(0, 4, (n,), generator=generator, device=gdev).to(device)
-    mir = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(device)
-    flip = (torch.rand(n, generator=generator, device=gdev) < 0.5).to(device)
-    return k, mir, flip
+    u = torch.rand(2 * n, generator=generator, device=gdev).to(device) < 0.5
+    return k, u[:n], u[n:]
 
 
 @functools.lru_cache(maxsize=8)
@@ -261,15 +260,14 @@ def augment(crops: torch.Tensor, family: torch.Tensor, generator: torch.Generato
 def _candidate_draws(generator, m: int, n_choices: int, n_levels: int, device):
     """One item's candidate draws: (map choice [m], level [m], position fractions [2m] grouped by level).
 
-    Draw order (fixed): map choices, levels, then for each level in turn the y and the x fractions of its candidates
-    (`_positions` puts them back in candidate order).
+    Draw order (fixed): map choices, levels, then 2m uniforms read as, for each level in turn, the y and then the x
+    fractions of its candidates (`_positions` puts them back in candidate order).
     """
     gdev = generator.device if generator is not None else device
     choice = torch.randint(0, n_choices, (m,), generator=generator, device=gdev)
     lev = torch.randint(0, n_levels, (m,), generator=generator, device=gdev)
-    fractions = [torch.rand(count, generator=generator, device=gdev)
-                 for count in torch.bincount(lev, minlength=n_levels).tolist() if count for _ in "yx"]
-    return choice.to(device), lev.to(device), torch.cat(fractions).to(device)
+    fractions = torch.rand(2 * m, generator=generator, device=gdev)
+    return choice.to(device), lev.to(device), fractions.to(device)
 
 
 def _positions(lev: torch.Tensor, fractions: torch.Tensor, n_levels: int) -> tuple[torch.Tensor, torch.Tensor]:
