@@ -420,6 +420,8 @@ class SfsCropDataset(torch.utils.data.Dataset):
     def get_batch(self, keys) -> dict:
         """Items for a list of (index, seed) keys, batched: {'normals': [B,K,3,c,c], 'family': [B,K], 'level': [B,K]}."""
         keys = [self._key(k) for k in keys]
+        if not keys:
+            raise ValueError("get_batch needs at least one key")
         gens = [torch.Generator().manual_seed(_item_seed(i, s)) for i, s in keys]
         out = sample_crop_batch(self.source, self.family, self.cfg.crops_per_map, gens, self.cfg,
                                 [torch.tensor([i]) for i, _ in keys])

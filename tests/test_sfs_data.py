@@ -169,6 +169,10 @@ def test_get_batch_equals_items_one_by_one(tiny):
     other = ds.get_batch([(5, 1), (3, 7)])  # same key, other neighbours, other position in the batch
     assert torch.equal(other["normals"][1], batch["normals"][-1])
     assert len(set(batch["level"].flatten().tolist())) == 3
+    with pytest.raises(IndexError, match="out of range"):
+        ds.get_batch([(0, 1), (len(ds), 1)])
+    with pytest.raises(ValueError, match="at least one key"):
+        ds.get_batch([])
 
 
 @pytest.mark.parametrize("flags", [(True, True), (False, True), (True, False), (False, False)])
