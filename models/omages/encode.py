@@ -107,6 +107,13 @@ def _xatlas(v: np.ndarray, f: np.ndarray, uv: np.ndarray | None, pack_res: int, 
     po.bilinear = True
     po.rotate_charts = False  # the reference packs axis-aligned boxes without rotation
     atlas.generate(co, po)
+    # xatlas may grow the atlas beyond `resolution`, which shrinks the margin as a fraction: repack with more padding
+    for _ in range(3):
+        side = max(atlas.width, atlas.height)
+        if po.padding / side >= margin * 0.999:
+            break
+        po.padding = int(math.ceil(margin * side * 1.02))
+        atlas.generate(co, po)
     if atlas.atlas_count != 1:
         raise EncodeError(f"xatlas spread the charts over {atlas.atlas_count} atlases")
     vmap, faces, uvs = atlas[0]
