@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--fix-focal", action="store_true", help="keep the focal at --focal (no refinement)")
     p.add_argument("--erode", type=int_at_least(0), default=3, help="mask erosion before SIFT, px (default 3)")
     p.add_argument("--max-features", type=int_at_least(16), default=4000)
-    p.add_argument("--ratio", type=finite_float(0, 1, lo_open=True), default=0.8, help="Lowe ratio (default 0.8)")
+    p.add_argument("--ratio", type=finite_float(0, 1, lo_open=True), default=0.85, help="Lowe ratio (default 0.85)")
     p.add_argument("--min-keypoints", type=int_at_least(1), default=100)
     p.add_argument("--min-matches", type=int_at_least(8), default=15, help="per pair, also the RANSAC inlier minimum")
     p.add_argument("--min-registered", type=int_at_least(2), default=None, help="default max(2, ceil(N/2))")

@@ -2,7 +2,6 @@
 the exported camera against the masks (A3), the blurry negative (P4) and the bad-input corpus."""
 import json
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np

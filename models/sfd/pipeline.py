@@ -37,7 +37,7 @@ class Options:
     fix_focal: bool = False
     erode: int = 3
     max_features: int = 4000
-    ratio: float = 0.8
+    ratio: float = 0.85
     min_keypoints: int = 100
     min_matches: int = 15
     min_registered: int | None = None  # default max(2, ceil(N / 2))
@@ -182,9 +182,9 @@ def _run(rgb, inst, tmp: Path, opt: Options, stage, warnings, min_reg, focal_ful
     with stage("checks+poses", 4) as bar:
         ratio = res.focal / focal_full
         if not opt.fix_focal and not (1 / opt.max_focal_ratio <= ratio <= opt.max_focal_ratio):
-            raise UserError(f"{insufficient}: recovered focal {res.focal * opt.train_res / w:.1f} px is {ratio:.2f}x "
-                            f"the initial {focal_train:.1f} px (band {opt.max_focal_ratio}x): the focal ran away; "
-                            f"pass --fix-focal or a better --focal")
+            raise UserError(f"{insufficient}: {len(reg_labels)} of {n} instances registered but the recovered focal "
+                            f"{res.focal * opt.train_res / w:.1f} px is {ratio:.2f}x the initial {focal_train:.1f} px "
+                            f"(band {opt.max_focal_ratio}x): the focal ran away; pass --fix-focal or a better --focal")
         if not res.mean_reprojection_error <= opt.max_reproj_error:
             raise UserError(f"{insufficient}: mean reprojection error {res.mean_reprojection_error:.2f} px exceeds "
                             f"--max-reproj-error {opt.max_reproj_error}")
