@@ -168,8 +168,8 @@ def render(rows: list[dict], info: dict, args, took: float) -> str:
         f"- command: `python benchmarks/bench_train_throughput.py {' '.join(sys.argv[1:])}`",
         f"- date: {datetime.date.today().isoformat()}; torch {torch.__version__}; {args.threads} thread(s); "
         f"run took {took:.0f} s",
-        f"- CPU: {info['model']}, {os.cpu_count()} cores, shared with other jobs ({flags}). bf16 autocast on CPU is fast only with AVX-512-BF16 or AMX-BF16; "
-        f"without them it is emulated and usually slower than fp32.",
+        f"- CPU: {info['model']}, {os.cpu_count()} cores, shared with other jobs ({flags}). bf16 autocast on CPU is "
+        "fast only with AVX-512-BF16 or AMX-BF16; without them it is emulated and usually slower than fp32.",
         "- rates are the best of repeated timings (a shared machine: other jobs slow some calls); samples are "
         "dataset items (an SfS item = K tiles of 16x16, a DiffMotion item = one clip).",
         "",
@@ -182,8 +182,8 @@ def render(rows: list[dict], info: dict, args, took: float) -> str:
         lines.append(f"| {r['system']} | {r['what']} | {r['batch']} | {rt} | {tiles} | {r.get('note', '')} |")
     checks = [r for r in rows if r.get("train_batch") and r["rate"] is not None]
     if checks:
-        lines += ["", "Data-loading ceiling in optimizer steps/s on one thread (batched sampler alone; the target for the "
-                  "faithful recipe is 10-30 steps/s of its 256 items = 4,096 tiles):", ""]
+        lines += ["", "Data-loading ceiling in optimizer steps/s on one thread (batched sampler alone; the target for "
+                  "the faithful recipe is 10-30 steps/s of its 256 items = 4,096 tiles):", ""]
         for r in checks:
             sps = r["rate"] / r["train_batch"]
             verdict = "pass" if sps >= 10 else "FAIL"

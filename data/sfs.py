@@ -329,7 +329,8 @@ def select_crops(source: CropSource, maps, lev, uy, ux, n: int, cfg: SfsDataConf
     span = source.spans[lev]
     yy, xx = (uy * span).long(), (ux * span).long()
     flat = lambda t: t.reshape(-1)  # noqa: E731
-    counts = source.gather(source.mask_windows, flat(maps), flat(lev), flat(yy), flat(xx)).sum((1, 2), dtype=torch.int32)
+    masks = source.gather(source.mask_windows, flat(maps), flat(lev), flat(yy), flat(xx))
+    counts = masks.sum((1, 2), dtype=torch.int32)
     fg = counts.view(b, m).float() / (c * c)  # the foreground fraction, exact in float32
     order = torch.arange(m, device=lev.device).expand(b, m)
     good = fg >= cfg.min_foreground
@@ -418,7 +419,8 @@ class SfsCropDataset(torch.utils.data.Dataset):
         return index, int(seed)
 
     def get_batch(self, keys) -> dict:
-        """Items for a list of (index, seed) keys, batched: {'normals': [B,K,3,c,c], 'family': [B,K], 'level': [B,K]}."""
+        """Items for a list of (index, seed) keys in one batched pass: {'normals': [B,K,3,c,c], 'family': [B,K],
+        'level': [B,K]}, equal to default_collate of the items one by one."""
         keys = [self._key(k) for k in keys]
         if not keys:
             raise ValueError("get_batch needs at least one key")

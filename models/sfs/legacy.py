@@ -48,7 +48,8 @@ def looks_like_sfs(state: dict) -> bool:
 def map_state_dict(original: dict, reference: dict) -> dict:
     """Rename the original UNet's tensors to ours and check them strictly against `reference` (our state_dict,
     e.g. built on the meta device): every key present once, no extras, equal shapes. CheckpointError otherwise."""
-    if not isinstance(original, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in original.items()):
+    flat = isinstance(original, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in original.items())
+    if not flat:
         raise CheckpointError("not a state dict: expected a flat dict of name -> tensor (a torch.save of the UNet's "
                               "state_dict)")
     mapped: dict[str, torch.Tensor] = {}
