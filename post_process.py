@@ -179,9 +179,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     for run in args.runs:  # every folder and file is checked before anything is analysed or written
         input_folders(run)
-    for path, what in ((args.gt, "--gt"), (args.gt_flip, "--gt-flip"), (args.mask, "--mask")):
+    for path, what, ndim in ((args.gt, "--gt", 3), (args.gt_flip, "--gt-flip", 3), (args.mask, "--mask", 2)):
         if path:
-            _load_array(path, what)
+            arr = _load_array(path, what)
+            if arr.ndim != ndim or (ndim == 3 and arr.shape[0] != 3):
+                raise UserError(f"{what} {path}: expected shape {'(3, H, W)' if ndim == 3 else '(H, W)'}, "
+                                f"got {arr.shape}")
     for run in args.runs:
         analyze_run(run, args.gt, args.gt_flip, args.mask, args.embed, verbose=True)
     return 0
