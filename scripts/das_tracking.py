@@ -49,9 +49,10 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _common(p: Parser, frames: bool = True) -> None:
-    from models.das.splat import FOOTPRINTS
+FOOTPRINTS = ("1", "3x3", "5x5", "7x5")  # models/das/splat.py; listed here so --help needs no torch
 
+
+def _common(p: Parser, frames: bool = True) -> None:
     p.add_argument("--out", required=True, help="output folder (must be empty or new, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     p.add_argument("--name", default="tracking", help="file stem of the tracking video (default tracking)")
@@ -79,9 +80,7 @@ def _common(p: Parser, frames: bool = True) -> None:
 
 
 def _splat_flags(p: Parser) -> None:
-    from models.das.splat import FOOTPRINTS
-
-    p.add_argument("--footprint", choices=tuple(FOOTPRINTS), default="3x3", help="splat size in px (default 3x3)")
+    p.add_argument("--footprint", choices=FOOTPRINTS, default="3x3", help="splat size in px (default 3x3)")
 
 
 def build_parser() -> Parser:
