@@ -213,3 +213,20 @@ def test_help(capsys):
         with pytest.raises(SystemExit) as ex:
             fn(["--help"])
         assert ex.value.code == 0 and flag in capsys.readouterr().out
+
+
+def test_synthetic_gt_images_reach_the_training_folder(tmp_path):
+    from data.io import write_npy, write_png
+    from models.sfd.pipeline import _write_gt_images
+
+    rng = np.random.default_rng(0)
+    lin = rng.random((64, 64, 3)).astype(np.float16)
+    write_npy(tmp_path / "scene/gt/rgb_linear.npy", lin)
+    write_png(tmp_path / "scene/gt/albedo.png", rng.random((64, 64, 3)), bits=16)
+    normal = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    write_png(tmp_path / "scene/gt/normal.png", normal)
+    out = _write_gt_images(tmp_path / "scene", tmp_path / "folder", 32)
+    np.testing.assert_array_equal(out, normal[1::2, 1::2])  # nearest at pixel centres, never averaged
+    hdr = np.load(tmp_path / "folder/train/000_rgb_linear.npy")
+    np.testing.assert_allclose(hdr, lin.astype(np.float32).reshape(32, 2, 32, 2, 3).mean((1, 3)), atol=1e-5)
+    assert cv2.imread(str(tmp_path / "folder/train/000_diffuse.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16

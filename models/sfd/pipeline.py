@@ -71,6 +71,25 @@ def load_inputs(image: Path, seg: Path, opt: Options):
     return rgb, inst
 
 
+def _write_gt_images(scene: Path, folder: Path, size: int):
+    """Synthetic GT at train_res: linear HDR photo (area filter), albedo (16-bit linear) and normals (nearest, since
+    averaging unit normals across edges is wrong). Returns the normal image for train/000_normal.png, or None."""
+    import cv2
+
+    from data.io import write_npy, write_png
+
+    lin = scene / "gt/rgb_linear.npy"
+    if lin.is_file():
+        img = np.load(lin, allow_pickle=False).astype(np.float32)
+        write_npy(folder / "train/000_rgb_linear.npy", cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
+    alb = scene / "gt/albedo.png"
+    if alb.is_file():
+        img = cv2.cvtColor(cv2.imread(str(alb), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB)
+        write_png(folder / "train/000_diffuse.png", resize_labels(img, size))
+    nrm = scene / "gt/normal.png"
+    return resize_labels(read_photo(nrm), size) if nrm.is_file() else None
+
+
 class _Stage:
     """A tqdm bar per stage plus wall-clock bookkeeping."""
 
@@ -214,8 +233,8 @@ def _run(rgb, inst, tmp: Path, opt: Options, stage, warnings, min_reg, focal_ful
         seg_train = encode_labels(resize_labels(kept.labels, opt.train_res), len(reg_labels))
         rgb_train = cv2.resize(rgb, (opt.train_res, opt.train_res), interpolation=cv2.INTER_AREA)
         normal = None
-        if gt is not None and (gt["scene"] / "gt/normal.png").is_file():
-            normal = resize_labels(read_photo(gt["scene"] / "gt/normal.png"), opt.train_res)
+        if gt is not None:
+            normal = _write_gt_images(gt["scene"], tmp, opt.train_res)
         if Path(image).suffix.lower() == ".png":
             shutil.copyfile(image, tmp / "raw/000_rgb.png")
         else:

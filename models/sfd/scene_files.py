@@ -7,6 +7,7 @@
     <scene>/gt/object.obj, atlas.png    the shared mesh (object frame) and its sRGB texture atlas
     <scene>/gt/normal.png               OpenGL camera-space normals, (n + 1) / 2, background white
     <scene>/gt/albedo.png               linear diffuse albedo, 16-bit
+    <scene>/gt/rgb_linear.npy           the linear (HDR) render, float16
     <scene>/gt/depth.npy                Euclidean distance camera -> surface along each pixel ray, 0 on background
     <scene>/gt/light.json, envmap.npy   the SG light and its lat-long map (z up, SfD layout)
     <scene>/scene.json                  renderer, seed, spp, N, timing
@@ -52,6 +53,7 @@ def write_scene(folder: Path, layout: L.SceneLayout, out: dict, info: dict, mini
             n_cam = out["normal_world"] @ c2w[:3, :3]  # world -> OpenGL camera: R^T n, written row-wise as n @ R
             write_png(tmp / "gt/normal.png", np.where((ids > 0)[..., None], (n_cam + 1) / 2, 1.0))
             write_png(tmp / "gt/albedo.png", np.clip(out["albedo"], 0, 1), bits=16)
+            write_npy(tmp / "gt/rgb_linear.npy", out["rgb"].astype(np.float16))  # HDR, for material checks
             write_npy(tmp / "gt/depth.npy", np.where(ids > 0, out["depth"], 0).astype(np.float32))
             envmap = L.eval_light(layout.light, L.latlong_directions(64, 128)).astype(np.float32)
             write_npy(tmp / "gt/envmap.npy", envmap)

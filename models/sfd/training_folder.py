@@ -7,7 +7,8 @@ poses stored as lists with explicit instance ids and no pickles):
     train/000_rgb.png                           photo resized to train_res x train_res (area filter)
     train/000_instance_seg.png                  registered instances only, relabelled 1..R, k/R*255 (nearest)
     train/000_mask.png                          union of the registered instances, {0, 255}
-    train/000_normal.png                        synthetic scenes only: GT OpenGL camera-space normals
+    train/000_normal.png                        synthetic scenes only: GT OpenGL camera-space normals, (n+1)/2
+    train/000_rgb_linear.npy, 000_diffuse.png   synthetic scenes only: linear HDR photo, 16-bit linear albedo
     instances.json                              the id map: index (0..R-1) <-> train label <-> input label/value
     non_empty_indexes.txt                       0-based input ids of the registered instances (np.savetxt floats)
     object_pred_pose.json                       {"instances": [{"index", "label", "input_label", "object_to_world"}]}
