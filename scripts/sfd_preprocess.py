@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--colmap-log", action="store_true", help="show COLMAP's own log lines (hidden by default)")
     args = p.parse_args(argv)
 
     if args.scene:
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
                   fix_focal=args.fix_focal, erode=args.erode, max_features=args.max_features, ratio=args.ratio,
                   min_keypoints=args.min_keypoints, min_matches=args.min_matches, min_registered=args.min_registered,
                   max_focal_ratio=args.max_focal_ratio, max_reproj_error=args.max_reproj_error, threads=args.threads,
-                  seed=args.seed, progress=not args.no_progress)
+                  seed=args.seed, progress=not args.no_progress, colmap_log=args.colmap_log)
     rep = preprocess(image, seg, Path(args.out), opt, gt_scene=gt_scene, overwrite=args.overwrite)
     print(f"wrote {args.out}: {len(rep['registered_input_labels'])}/{rep['instances']} instances registered, "
           f"{rep['points']} points, focal {rep['focal']:.1f} px at {args.train_res} (initial {rep['focal_initial']:.1f}), "

@@ -46,6 +46,7 @@ class Options:
     threads: int = 1
     seed: int = 0
     progress: bool = True
+    colmap_log: bool = False           # let COLMAP's own log lines through to stderr
 
 
 def read_photo(path: Path) -> np.ndarray:
@@ -122,12 +123,12 @@ def preprocess(image: Path, seg: Path, out: Path, opt: Options, *, gt_scene: Pat
     out = Path(out)
     if out.exists() and not (overwrite and out.is_dir()):
         raise UserError(f"--out {out}: exists (pick another folder, or pass --overwrite)")
-    sfm.load_pycolmap()  # fail before any work when SfM cannot run
     timings, warnings = {}, []
     stage = _Stage(timings, opt.progress)
     with stage("inputs", 1) as bar:
         rgb, inst = load_inputs(Path(image), Path(seg), opt)
         gt = read_gt(gt_scene) if gt_scene else None
+        sfm.load_pycolmap()  # fail before any real work when SfM cannot run
         bar.update()
     n, (h, w) = inst.n, inst.labels.shape
     min_reg = opt.min_registered or max(2, math.ceil(n / 2))
@@ -187,7 +188,7 @@ def _run(rgb, inst, tmp: Path, opt: Options, stage, warnings, min_reg, focal_ful
         raise UserError(f"{insufficient}: no instance pair has >= {opt.min_matches} mutual SIFT matches")
     sfm_dir = tmp / "raw/temp/sfm"
     sopt = sfm.SfmOptions(focal=focal_full, fix_focal=opt.fix_focal, threads=opt.threads, seed=opt.seed,
-                          two_view_min_inliers=opt.min_matches)
+                          two_view_min_inliers=opt.min_matches, quiet=not opt.colmap_log)
     with stage("sfm", 3) as bar:
         res = sfm.run_sfm(sfm_dir, [f.xy for f in ufeats], matches, w, h, sopt, progress=lambda _: bar.update())
     reg_labels = [crops[usable[i]].label for i in res.registered]

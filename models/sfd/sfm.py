@@ -108,6 +108,8 @@ def run_sfm(workdir: Path, keypoints: list[np.ndarray], matches: dict, width: in
     if db_path.exists():
         db_path.unlink()
     step = progress or (lambda name: None)
+    if not opt.quiet:
+        pycolmap.logging.logtostderr = True
     write_database(pycolmap, db_path, keypoints, matches, width, height, opt.focal)
     step("database")
     pairs = workdir / "image_pairs.txt"
