@@ -107,7 +107,10 @@ def step_rows(name, system, batch, reps, cpu_bf16: bool) -> list[dict]:
             {"system": name, "what": "train step, bf16 autocast", "batch": n, "rate": bf16, "note": note}]
 
 
-def sfs_rows(config: Path, batch: int, n_maps: int, reps: int, cpu_bf16: bool, baseline: Path | None) -> list[dict]:
+def sfs_rows(config: Path, batch: int, n_maps: int, tile: int, reps: int, cpu_bf16: bool,
+             baseline: Path | None, steps: bool = True) -> list[dict]:
+    import numpy as np
+
     from data.sfs import SfsCropDataset, generate_maps
     from models import build_system
     from models.core.config import load_config
@@ -115,10 +118,16 @@ def sfs_rows(config: Path, batch: int, n_maps: int, reps: int, cpu_bf16: bool, b
     cfg = load_config(config)
     data_cfg = dataclasses.replace(cfg.data, num_maps=n_maps)
     maps = generate_maps(data_cfg, "train", workers=1)
+    if tile > n_maps:  # a cache much larger than the CPU caches, as in training: reads miss like the real ones do
+        reps_ = -(-tile // n_maps)
+        maps = {"levels": {r: np.tile(a, (reps_, 1, 1, 1))[:tile] for r, a in maps["levels"].items()},
+                "family": np.tile(maps["family"], reps_)[:tile], "seeds": np.arange(tile)}
+        data_cfg = dataclasses.replace(data_cfg, num_maps=tile)
     ds = SfsCropDataset(data_cfg, "train", maps=maps)
-    keys = [(i % n_maps, 1000 + i) for i in range(batch)]
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0)).tolist()
+    keys = [(order[i % len(ds)], 1000 + i) for i in range(batch)]
     k = data_cfg.crops_per_map
-    name = f"sfs ({config.stem}: {data_cfg.resolution} px, {k} crops/item)"
+    name = f"sfs ({config.stem}: {data_cfg.resolution} px, {k} crops/item, {len(ds)} maps)"
     rows = []
     if baseline is not None:  # an older data/sfs.py, timed on the same maps and keys
         spec = importlib.util.spec_from_file_location("sfs_baseline", baseline)
@@ -133,6 +142,8 @@ def sfs_rows(config: Path, batch: int, n_maps: int, reps: int, cpu_bf16: bool, b
         rows.append(row)
     rows += data_rows(name, ds, keys, reps, k, "tiles")
     rows[-1]["train_batch"] = cfg.train.batch_size  # items per optimizer step in this config
+    if not steps:
+        return rows
     torch.manual_seed(0)
     system = build_system(cfg)
     step_batch = {**ds.get_batch(keys), "seed": torch.arange(batch)}
@@ -141,7 +152,7 @@ def sfs_rows(config: Path, batch: int, n_maps: int, reps: int, cpu_bf16: bool, b
     return rows
 
 
-def diffmotion_rows(config: Path, batch: int, reps: int, cpu_bf16: bool) -> list[dict]:
+def diffmotion_rows(config: Path, batch: int, reps: int, cpu_bf16: bool, steps: bool = True) -> list[dict]:
     from data.motion_render import generate
     from models import build_system
     from models.core.config import load_config
@@ -157,7 +168,7 @@ def diffmotion_rows(config: Path, batch: int, reps: int, cpu_bf16: bool) -> list
         name = f"diffmotion ({config.stem}: {cfg.data.resolution} px, 3-frame clips)"
         rows = data_rows(name, ds, keys, reps)
         step_batch = {**torch.utils.data.default_collate([ds[k] for k in keys]), "seed": torch.arange(batch)}
-    return rows + step_rows(name, system, step_batch, reps, cpu_bf16)
+    return rows + (step_rows(name, system, step_batch, reps, cpu_bf16) if steps else [])
 
 
 def render(rows: list[dict], info: dict, args, took: float) -> str:
@@ -193,15 +204,18 @@ def render(rows: list[dict], info: dict, args, took: float) -> str:
 
 def main(argv=None) -> int:
     p = Parser(description=__doc__)
-    p.add_argument("--sfs-configs", nargs="+", default=[str(ROOT / "configs" / "sfs" / c) for c in ("cpu.json",
+    p.add_argument("--sfs-configs", nargs="*", default=[str(ROOT / "configs" / "sfs" / c) for c in ("cpu.json",
                                                                                                   "faithful.json")])
     p.add_argument("--sfs-batch", type=int_at_least(1), default=64, help="SfS items per micro-batch")
     p.add_argument("--sfs-maps", type=int_at_least(1), default=16, help="SfS maps generated for the measurement")
+    p.add_argument("--sfs-tile", type=int_at_least(1), default=1024,
+                   help="repeat the generated maps up to this many (a cache larger than the CPU caches)")
     p.add_argument("--sfs-baseline", default=None, help="an older data/sfs.py whose per-item path is timed too")
-    p.add_argument("--diffmotion-configs", nargs="+",
+    p.add_argument("--diffmotion-configs", nargs="*",
                    default=[str(ROOT / "configs" / "diffmotion" / c) for c in ("tiny.json", "cpu64.json")])
     p.add_argument("--diffmotion-batch", type=int_at_least(1), default=4, help="DiffMotion clips per micro-batch")
     p.add_argument("--reps", type=int_at_least(1), default=3, help="timed calls per measurement (at least 1 s)")
+    p.add_argument("--no-steps", action="store_true", help="time data loading only")
     p.add_argument("--threads", type=int_at_least(1), default=1, help="torch CPU threads")
     p.add_argument("--out", default=None, help="write the Markdown table here (default: print only)")
     args = p.parse_args(argv)
@@ -216,9 +230,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     rows = []
     for cfg in sfs_cfgs:
-        rows += sfs_rows(cfg, args.sfs_batch, args.sfs_maps, args.reps, cpu_bf16, baseline)
+        rows += sfs_rows(cfg, args.sfs_batch, args.sfs_maps, args.sfs_tile, args.reps, cpu_bf16, baseline,
+                         not args.no_steps)
     for cfg in dm_cfgs:
-        rows += diffmotion_rows(cfg, args.diffmotion_batch, args.reps, cpu_bf16)
+        rows += diffmotion_rows(cfg, args.diffmotion_batch, args.reps, cpu_bf16, not args.no_steps)
     text = render(rows, info, args, time.perf_counter() - t0)
     print(text)
     if args.out is not None:

@@ -189,18 +189,27 @@ def test_batched_sampler_with_augmentation_flags(tiny, flags):
 
 
 def test_crop_source_gathers_the_right_windows(tiny):
-    """Windows read through the strided views equal plain slicing of the maps (normals and foreground counts)."""
+    """Windows read through the strided views equal plain slicing of the maps; foreground counts from the summed-area
+    tables equal direct counts, also where the running sums pass 2^15 (an all-foreground 192 px map)."""
     cfg, _, data = tiny
     levels = [torch.from_numpy(data["levels"][r]) for r in cfg.levels]
-    source = CropSource(levels, cfg.crop_size)
-    maps, lev = torch.tensor([0, 5, 7, 2]), torch.tensor([0, 2, 1, 2])
-    yy, xx = torch.tensor([0, 16, 32, 3]), torch.tensor([48, 0, 9, 16])
-    crops = source.gather(source.windows, maps, lev, yy, xx)
-    masks = source.gather(source.mask_windows, maps, lev, yy, xx)
-    for j in range(4):
-        want = levels[lev[j]][maps[j], :, yy[j]:yy[j] + 16, xx[j]:xx[j] + 16]
-        assert torch.equal(crops[j], want)
-        assert torch.equal(masks[j].bool(), (want != 0).any(0))
+    big = torch.ones(2, 3, 192, 192, dtype=torch.float16)
+    big[1, :, :40] = 0
+    for lv in (levels, [big, big[:, :, :128, :128].contiguous()]):
+        source = CropSource(lv, 16)
+        n, r = lv[0].shape[0], [t.shape[-1] for t in lv]
+        gen = torch.Generator().manual_seed(0)
+        lev = torch.randint(0, len(lv), (64,), generator=gen)
+        maps = torch.randint(0, n, (64,), generator=gen)
+        span = torch.tensor(r)[lev] - 15
+        yy, xx = (torch.rand(64, generator=gen) * span).long(), (torch.rand(64, generator=gen) * span).long()
+        lev[:2], yy[:2], xx[:2] = 0, r[0] - 16, r[0] - 16  # bottom-right corners: the largest running sums
+        crops = source.gather(maps, lev, yy, xx)
+        counts = source.foreground_counts(maps, lev, yy, xx, 16)
+        for j in range(64):
+            want = lv[lev[j]][maps[j], :, yy[j]:yy[j] + 16, xx[j]:xx[j] + 16]
+            assert torch.equal(crops[j], want)
+            assert counts[j] == (want != 0).any(0).sum()
 
 
 def test_test_data_stimuli_consistent():
