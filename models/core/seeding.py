@@ -12,8 +12,8 @@ def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     try:
         for part in filter(None, (p.strip() for p in str(text).split(","))):
-            lo, _, hi = part.partition("-")
-            lo_i, hi_i = int(lo), int(hi or lo)
+            lo, dash, hi = part.partition("-")
+            lo_i, hi_i = int(lo), int(hi if dash else lo)  # "1-" is an error, not [1]
             if lo_i < 0 or hi_i < lo_i:
                 raise ValueError
             seeds.extend(range(lo_i, hi_i + 1))
