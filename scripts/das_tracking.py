@@ -205,9 +205,6 @@ def _check_percentiles(args):
 
 # ------------------------------------------------------------------------------------------------------ tasks
 def run(args) -> list[Path]:
-    import numpy as np
-    import torch
-
     from models.das import sources as S
     from models.das.tracks import render_tracks
 
@@ -239,7 +236,6 @@ def run(args) -> list[Path]:
 
 
 def _mesh(args, out, device):
-    import numpy as np
     import torch
 
     from models.das import meshes as ME

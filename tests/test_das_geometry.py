@@ -7,9 +7,8 @@ import torch
 
 from models.core.cli import UserError
 from models.das import colors as C
-from models.das.camera import (intrinsics, intrinsics_from_fov, invert_pose, pixel_grid, project, rotation,
-                               transform, translation, unproject)
-from models.das.sources import camera_control, depth_points, object_manipulation
+from models.das.camera import intrinsics, intrinsics_from_fov, invert_pose, pixel_grid, project, transform, unproject
+from models.das.sources import camera_control, object_manipulation
 from models.das.splat import splat_frame
 from models.das.templates import camera_motion, object_motion, spiral_poses
 

@@ -10,7 +10,7 @@ from models.das.meshes import render_mesh, vertex_colors
 from models.das.procedural import box
 from models.das.raster import box_filter, rasterize
 from models.das.sources import camera_control
-from models.das.splat import FOOTPRINTS, splat_frame, splat_frame_loop, splat_video
+from models.das.splat import FOOTPRINTS, splat_frame, splat_frame_loop
 from models.das.tracks import render_tracks
 
 
@@ -171,11 +171,14 @@ def test_vectorised_splats_equal_the_per_point_loop(fp):
 
 
 def test_visibility_hides_points():
-    uv = torch.tensor([[[4.5, 4.5]], [[4.5, 4.5]]], dtype=torch.float64)
-    z = torch.ones(2, 1, dtype=torch.float64)
-    lv = torch.tensor([[9, 9, 9]], dtype=torch.uint8)
-    v = splat_video(uv, z, lv, 10, 10, "1", torch.tensor([[True], [False]]))
-    assert v[0].sum() > 0 and v[1].sum() == 0
+    """Tracks with visibility flags: a hidden point is not drawn (the original's SpaTracker path drew it)."""
+    from models.das.tracks import Tracks
+
+    pts = torch.tensor([[[0.0, 0.0, 2.0], [0.0, 0.0, 4.0]]], dtype=torch.float64).expand(3, 2, 3)
+    vis = torch.tensor([[True, True], [False, True], [False, False]])
+    video, _ = render_tracks(Tracks(pts, intrinsics_from_fov(10, 10), 10, 10, visibility=vis), footprint="1")
+    assert video[0, 5, 5].tolist() != video[1, 5, 5].tolist()  # the near point hid the far one until hidden itself
+    assert video[1, 5, 5].sum() > 0 and video[2].sum() == 0
 
 
 # ---------------------------------------------------------------------------------------------- R10 rasteriser

@@ -52,7 +52,9 @@ def read_array(path: str | Path, what: str, keys: tuple[str, ...] = ("depth",)) 
     except UserError:
         raise
     except Exception as err:
-        raise UserError(f"{what} {path}: cannot read ({str(err).strip().splitlines()[0][:160]})") from None
+        hint = "; EXR needs an imageio plugin that reads it (e.g. imageio[freeimage]), or convert to .npy" \
+            if ext == ".exr" else ""
+        raise UserError(f"{what} {path}: cannot read ({str(err).strip().splitlines()[0][:160]}){hint}") from None
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         raise UserError(f"{what} {path}: expected numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64)

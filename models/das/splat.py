@@ -54,9 +54,11 @@ def splat_frame(uv: torch.Tensor, z: torch.Tensor, levels: torch.Tensor, height:
     X = px[:, None] + ox
     Y = py[:, None] + oy
     inside = (X >= 0) & (X < width) & (Y >= 0) & (Y < height)
+    pix = torch.where(inside, Y * width + X, height * width)  # off-image footprint pixels go to one spare slot
     empty = torch.iinfo(torch.int64).max
-    best = torch.full((height * width,), empty, dtype=torch.int64, device=dev)
-    best.scatter_reduce_(0, (Y * width + X)[inside], key[:, None].expand(-1, ox.numel())[inside], reduce="amin")
+    best = torch.full((height * width + 1,), empty, dtype=torch.int64, device=dev)
+    best.scatter_reduce_(0, pix.reshape(-1), key[:, None].expand_as(pix).reshape(-1), reduce="amin")
+    best = best[:-1]
     hit = best != empty
     winner = torch.full((height * width,), -1, dtype=torch.long, device=dev)
     winner[hit] = best[hit] & ((1 << bits) - 1)
@@ -65,19 +67,6 @@ def splat_frame(uv: torch.Tensor, z: torch.Tensor, levels: torch.Tensor, height:
     zbuf = torch.full((height * width,), float("inf"), dtype=z.dtype, device=dev)
     zbuf[hit] = z[winner[hit]]
     return image.view(height, width, 3), winner.view(height, width), zbuf.view(height, width)
-
-
-def splat_video(uv: torch.Tensor, z: torch.Tensor, levels: torch.Tensor, height: int, width: int,
-                footprint: str = "3x3", visibility: torch.Tensor | None = None, progress: bool = False,
-                desc: str = "splat") -> torch.Tensor:
-    """uv [T, N, 2], z [T, N], levels [N, 3] (+ optional visibility [T, N]) -> uint8 video [T, H, W, 3] on the CPU."""
-    from tqdm import tqdm
-
-    frames = []
-    for t in tqdm(range(uv.shape[0]), desc=desc, disable=not progress, leave=False):
-        vis = None if visibility is None else visibility[t]
-        frames.append(splat_frame(uv[t], z[t], levels, height, width, footprint, vis)[0].cpu())
-    return torch.stack(frames)
 
 
 def splat_frame_loop(uv: np.ndarray, z: np.ndarray, levels: np.ndarray, height: int, width: int,

@@ -12,7 +12,7 @@ import torch
 
 from models.das import colors as C
 from models.das.camera import project
-from models.das.splat import splat_video
+from models.das.splat import splat_frame
 
 
 @dataclasses.dataclass
@@ -34,15 +34,21 @@ class Tracks:
 def render_tracks(tracks: Tracks, footprint: str = "3x3", coords: str = "continuous", depth: str = "z",
                   percentiles=(2.0, 98.0), clip: bool = True, device=None, progress: bool = False,
                   fps: float = 8.0):
-    """-> (uint8 video [T, H, W, 3] as a CPU tensor, sidecar dict). `device` runs the splatting (CPU or CUDA)."""
+    """-> (uint8 video [T, H, W, 3] as a CPU tensor, sidecar dict). `device` runs the splatting (CPU or CUDA).
+    Frames are projected one at a time, so memory stays at one frame's worth of candidates."""
+    from tqdm import tqdm
+
     dev = torch.device(device) if device is not None else tracks.points.device
-    pts = tracks.points.to(dev)
-    uv, z = project(pts, tracks.K.to(dev))
-    uv0 = tracks.uv0.to(dev) if tracks.uv0 is not None else uv[0]
-    inv0 = C.inverse_depth(pts[0], depth)
+    K = tracks.K.to(dev)
+    p0 = tracks.points[0].to(dev)
+    uv0 = tracks.uv0.to(dev) if tracks.uv0 is not None else project(p0, K)[0]
+    inv0 = C.inverse_depth(p0, depth)
     norm = C.fit_normalization(inv0, tracks.width, tracks.height, percentiles, clip, coords, depth)
     levels = C.to_levels(C.encode(uv0, inv0, norm))
-    vis = tracks.visibility.to(dev) if tracks.visibility is not None else None
-    video = splat_video(uv, z, levels, tracks.height, tracks.width, footprint, vis, progress=progress)
-    meta = C.sidecar(norm, tracks.K, tracks.poses, tracks.source, pts.shape[1], tracks.frames, footprint, fps)
-    return video, meta
+    frames = []
+    for t in tqdm(range(tracks.frames), desc="splat", disable=not progress, leave=False):
+        uv, z = project(tracks.points[t].to(dev), K)
+        vis = tracks.visibility[t].to(dev) if tracks.visibility is not None else None
+        frames.append(splat_frame(uv, z, levels, tracks.height, tracks.width, footprint, vis)[0].cpu())
+    meta = C.sidecar(norm, tracks.K, tracks.poses, tracks.source, p0.shape[0], tracks.frames, footprint, fps)
+    return torch.stack(frames), meta
