@@ -34,6 +34,10 @@ def sparse_pool(omage: np.ndarray, factor: int) -> np.ndarray:
     out = np.where((count > 0)[..., None], edge_mean, nearest).astype(np.float32)
     occ_out = out[..., OCC] >= 0.5
     out[~occ_out] = 0.0
+    if c >= 7:  # averaged normals are shorter than 1: renormalise them (file space (n + 1) / 2)
+        n = out[occ_out][:, 4:7] * 2 - 1
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        out[occ_out, 4:7] = np.clip((n + 1) / 2, 0.0, 1.0)
     return out
 
 
