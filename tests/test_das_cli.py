@@ -147,3 +147,16 @@ def test_camera_task_writes_video_sidecar_preview(tmp_path):
     assert side["height"] == 24 and side["width"] == 36 and side["source"]["fit"]["crop_offset"] == [0, 0]
     with pytest.raises(Exception):  # a second run into the same folder is refused
         _cli().main(["camera", IMG, DEP, *SMALL, "--out", str(out)])
+
+
+def test_mesh_task_with_rigid_transforms(tmp_path):
+    """Identity transforms: every frame equals the first; the sidecar records the mesh source."""
+    np.savez(tmp_path / "m.npz", transforms=np.tile(np.eye(4), (4, 1, 1)))
+    out = tmp_path / "mesh"
+    _cli().main(["mesh", str(D / "icosphere.obj"), "--transforms", str(tmp_path / "m.npz"), "--size", "24x36",
+                 "--format", "npz", "--out", str(out)])
+    with np.load(out / "tracking.npz") as f:
+        video = f["video"]
+    assert video.shape == (4, 24, 36, 3) and (video == video[:1]).all() and video[0].max() > 0
+    assert video[0, 0, 0].tolist() == [0, 0, 0]  # corner: background
+    assert json.loads((out / "tracking.json").read_text())["source"]["kind"] == "mesh"

@@ -243,3 +243,35 @@ def test_object_motion_errors():
         object_manipulation(depth, K, torch.zeros_like(mask), "up", 49)
     with pytest.raises(UserError, match="expected one of"):
         object_motion("spin", torch.zeros(3), 49)
+
+
+def test_2d_tracks_are_lifted_by_the_depth_at_their_pixel(tmp_path):
+    from models.das.sources import load_tracks
+
+    T, H, W = 3, 12, 16
+    depth = np.arange(T * H * W, dtype=np.float64).reshape(T, H, W) / 10 + 1
+    tr2 = np.array([[[3.7, 2.2], [15.9, 11.5], [20.0, 5.0]]] * T)
+    np.savez(tmp_path / "t.npz", tracks=tr2, depth=depth)
+    K = intrinsics_from_fov(W, H)
+    tracks = load_tracks(tmp_path / "t.npz", H, W, K)
+    uv, z = project(tracks.points, K)
+    assert torch.allclose(uv, torch.from_numpy(tr2), atol=1e-9)
+    assert torch.allclose(z[:, 0], torch.from_numpy(depth[:, 2, 3])) and torch.allclose(z[:, 1],
+                                                                                      torch.from_numpy(depth[:, 11, 15]))
+    assert tracks.visibility[:, :2].all() and not tracks.visibility[:, 2].any()  # off-image: not drawn
+
+
+def test_resize_and_crop_keep_the_geometry():
+    """An aspect-preserving resize + centre crop, with K following it, projects scene points to the same place."""
+    from models.das.sources import apply_plan, fit_plan, plan_intrinsics
+
+    plan = fit_plan((60, 60), (48, 72))
+    assert plan["resized"] == [72, 72] and plan["crop_offset"] == [12, 0]
+    K = intrinsics_from_fov(60, 60)
+    K2 = plan_intrinsics(K, plan)
+    p = torch.tensor([[0.3, -0.2, 3.0]], dtype=torch.float64)
+    (uv, _), (uv2, _) = project(p, K), project(p, K2)
+    assert torch.allclose(uv2, uv * 1.2 - torch.tensor([0.0, 12.0], dtype=torch.float64), atol=1e-9)
+    img = np.arange(3600, dtype=np.float64).reshape(60, 60)
+    out = apply_plan(img, plan, "nearest")
+    assert out.shape == (48, 72) and out[0, 0] == img[10, 0]  # output row 0 = resized row 12 = source row 10
