@@ -173,7 +173,6 @@ def run(args) -> Path:
     from tqdm.auto import tqdm
 
     from data.io import check_output_path, write_npy, write_png, write_text
-    from models.core.cli import autocast_dtype
     from models.diffmotion.grid import input_strip, prediction_grid
 
     device = resolve_device(args.device)
@@ -189,7 +188,6 @@ def run(args) -> Path:
     frames = {name: torch.from_numpy(clip_array(read[name][0], size)) for name, _ in clips}
     for name, arr in frames.items():
         check_finite(arr, f"clip {name}")
-    dtype = autocast_dtype(args.precision)
     steps = args.steps or system.cfg.diffusion.sampling_steps
     seeds = args.seeds
 
@@ -206,17 +204,21 @@ def run(args) -> Path:
                        for name, paths in clips}}
     for name, _ in clips:
         write_png(run_dir / f"{name}_input.png", input_strip(frames[name]))
-    for i in tqdm(range(0, len(jobs), args.batch), desc="sampling", unit="batch"):
-        chunk = jobs[i:i + args.batch]
-        cond = torch.stack([frames[name] for name, _ in chunk])
-        out = system.sample(cond, [s for _, s in chunk], steps=steps, sampling_shift=args.sampling_shift,
-                            autocast_dtype=dtype).float().cpu()
-        for (name, seed), pred in zip(chunk, out):
-            stem = f"{name}_seed{seed}"
-            write_png(run_dir / f"{stem}.png", prediction_grid(pred))
-            write_npy(run_dir / f"{stem}.npy", pred.numpy().astype(np.float16))
-            index["clips"][name]["samples"][str(seed)] = {"grid": f"{stem}.png", "raw": f"{stem}.npy"}
-        write_text(run_dir / "index.json", json.dumps(index, indent=2))  # kept current, so partial runs are usable
+    bar = tqdm(total=len(jobs), desc="sampling", unit="sample")
+    for name, _ in clips:
+        for i in range(0, len(seeds), args.batch):
+            chunk = seeds[i:i + args.batch]
+            out = system.infer({"frames": frames[name]}, chunk, steps=steps, sampling_shift=args.sampling_shift,
+                               precision=args.precision, batch=args.batch)
+            preds = np.concatenate([out[k] for k in ("normal", "albedo", "material")], axis=2)  # [S, 3, 9, H, W]
+            for seed, pred in zip(chunk, preds):
+                stem = f"{name}_seed{seed}"
+                write_png(run_dir / f"{stem}.png", prediction_grid(torch.from_numpy(pred)))
+                write_npy(run_dir / f"{stem}.npy", pred.astype(np.float16))
+                index["clips"][name]["samples"][str(seed)] = {"grid": f"{stem}.png", "raw": f"{stem}.npy"}
+            bar.update(len(chunk))
+            write_text(run_dir / "index.json", json.dumps(index, indent=2))  # kept current: partial runs are usable
+    bar.close()
     mark_complete(run_dir, system="diffmotion", clips=len(clips), samples=len(jobs))
     return run_dir
 
