@@ -69,19 +69,53 @@ def test_seed_determinism(tiny_net, image, pair_run):
 
 
 def test_batch_composition_independence(tiny_net, image):
-    """A9: a sample does not depend on which other seeds share the batch (noise, restart noise, k-means init and
-    guidance gradients are all per sample), here bitwise.
-
-    Caveat (measured): for some batch sizes (e.g. 9-tile stages, 18 vs 9 tiles) the CPU kernels round differently in
-    the last bit (~2e-6), and guidance through an untrained net amplifies that (to ~0.2 after two stages with
-    eta 10); stages with 4/16-tile grids are bitwise identical, which isolates what this test is about.
-    """
-    sched = Schedule(name="bi", stages=[Stage(64, 10.0, "noise", 1, True), Stage(32, 10.0), Stage(64, 15.0)],
+    """A9: a sample does not depend on which other seeds share the batch. Without guidance the only difference
+    between batch shapes is kernel rounding (measured 3e-5 here, any grid size), so compare within 1e-3; that
+    per-sample noise/k-means and per-sample guidance losses hold is tested exactly on their own below (guidance
+    through an untrained net amplifies last-bit rounding, so it cannot be compared end to end)."""
+    sched = Schedule(name="bi", stages=[Stage(48, 0.0, "noise", 1, True), Stage(32, 0.0), Stage(48, 0.0)],
                      ddim_steps=6, inner_hi=1, inner_lo=1, restart_t=233, fuse_last=2)
-    both = run_vcycle(tiny_net, image, [3, 1], sched)
+    both = run_vcycle(tiny_net, image, [3, 1, 4], sched)
     alone = run_vcycle(tiny_net, image, [1], sched)
-    assert torch.equal(alone.normals[0], both.normals[1])
+    torch.testing.assert_close(alone.normals[0], both.normals[1], atol=1e-3, rtol=0)
+    assert (alone.normals[0] - both.normals[0]).abs().max() > 0.1  # seeds differ: the check has teeth
     assert alone.stages[1]["lcg"][0] == both.stages[1]["lcg"][1]
+
+
+def test_per_sample_noise_streams():
+    """Sample k's noise (start and restart) comes only from its own generator, whatever else is in the batch."""
+    from models.sfs.vcycle import Sampler, per_sample_randn
+
+    gens = lambda seeds: [torch.Generator().manual_seed(sd) for sd in seeds]  # noqa: E731
+    both, alone = per_sample_randn(gens([3, 1]), 9, (3, 16, 16)), per_sample_randn(gens([1]), 9, (3, 16, 16))
+    assert both.shape == (18, 3, 16, 16) and torch.equal(both[9:], alone)  # RNG draws: exact on any machine
+    assert torch.equal(both[9:], torch.randn((9, 3, 16, 16), generator=torch.Generator().manual_seed(1)))
+    smp = Sampler(torch.nn.Identity(), mini_schedule())
+    x0 = torch.zeros(18, 3, 16, 16, dtype=torch.float64)
+    z = smp.q_sample(x0, 100, gens([3, 1]))[9:] / (1 - smp.abar_at(100)) ** 0.5
+    torch.testing.assert_close(z, alone.double(), rtol=1e-6, atol=1e-6)
+
+
+def test_guidance_losses_are_per_sample():
+    """Seam + integrability losses are one number per sample and their gradient on sample k depends on sample k
+    only (fp64, so batch shape cannot matter beyond rounding)."""
+    from models.sfs.guidance import integrability_loss, seam_loss
+
+    g = torch.Generator().manual_seed(0)
+    n = torch.nn.functional.normalize(torch.randn(3, 3, 48, 48, generator=g, dtype=torch.float64)
+                                      + torch.tensor([0, 0, 2.0], dtype=torch.float64).view(3, 1, 1), dim=1)
+
+    def loss_and_grad(x):
+        x = x.clone().requires_grad_(True)
+        loss = seam_loss(x) + 0.5 * integrability_loss(x)
+        return loss.detach(), torch.autograd.grad(loss.sum(), x)[0]
+
+    l3, g3 = loss_and_grad(n)
+    l1, g1 = loss_and_grad(n[1:2])
+    assert l3.shape == (3,) and (l3 > 0).all()
+    torch.testing.assert_close(l3[1:2], l1, rtol=1e-12, atol=0)
+    torch.testing.assert_close(g3[1:2], g1, rtol=1e-10, atol=1e-14)
+    assert g1.abs().max() > 0
 
 
 def test_fuse_and_invalid_marker():
@@ -129,10 +163,43 @@ def test_modes_baselines_and_embedding(tmp_path):
     infl = A.inflation_normals(mask)
     assert np.allclose(np.linalg.norm(infl, axis=0)[mask > 0], 1, atol=1e-5) and (infl[:, mask == 0] == 0).all()
     assert infl[0, 16, 6] < 0 < infl[0, 16, 25]  # left rim faces left (-x), right rim faces right
-    assert A.angular_error(A.flat_normals(32, 32), A.flat_normals(32, 32))[0] == pytest.approx(0, abs=1e-3)
+    tilt = np.deg2rad(np.linspace(0, 60, 32))[None, :].repeat(32, 0)  # a known angle per column
+    tilted = np.stack([np.sin(tilt), np.zeros_like(tilt), np.cos(tilt)])
+    mean, median = A.angular_error(tilted, A.flat_normals(32, 32))
+    assert mean == pytest.approx(30.0, abs=1e-6) and median == pytest.approx(30.0, abs=1e-6)
+    assert A.angular_error(tilted, A.flip(tilted))[0] == pytest.approx(60.0, abs=1e-6)  # 2x the tilt
+    keep = np.zeros((32, 32))
+    keep[:, -1] = 1  # only the 60° column
+    assert A.angular_error(tilted, A.flat_normals(32, 32), keep)[0] == pytest.approx(60.0, abs=1e-6)
     pts, method = A.embed_2d(np.random.default_rng(0).normal(size=(8, 10)))
     assert pts.shape == (8, 2) and method == "pca"
     assert A.plot_embedding(pts, ["a"] * 4 + ["b"] * 4, tmp_path / "e.png").is_file()
+
+
+def test_mode_split_gate_rejects_flat_and_noise():
+    """B4 counts a sample for a mode only if one light explains the image (R^2 >= 0.5) and it is nearer that mode
+    than the flat map. The star stimulus' GT is ~5° from flat: ungated, the flat map is "a GT sample"."""
+    st = json.loads((ROOT / "test_data" / "sfs" / "stimuli.json").read_text())["stimuli"]["star"]
+    folder = ROOT / "test_data" / "sfs"
+    img, gt, fl = (torch.from_numpy(np.load(folder / st[k])).double() for k in ("image", "normals", "normals_flip"))
+    g = torch.Generator().manual_seed(0)
+    unit = lambda n: torch.nn.functional.normalize(n, dim=0)  # noqa: E731
+    noise = unit(torch.randn(gt.shape, generator=g, dtype=torch.float64) + torch.tensor([0, 0, 1.5]).view(3, 1, 1))
+    flat = torch.from_numpy(A.flat_normals(*img.shape)).double()
+    steep = unit(gt * torch.tensor([4.0, 4.0, 1.0]).view(3, 1, 1))  # 3.6° from GT, but no light gives the image
+    c, s = np.cos(np.deg2rad(10)), np.sin(np.deg2rad(10))
+    rotated = torch.einsum("ij,jhw->ihw", torch.tensor([[1, 0, 0], [0, c, -s], [0, s, c]]), gt)  # R^2 = 1, 10° off
+    samples = torch.stack([gt, fl, flat, noise, steep, rotated])
+    assert A.mode_split(samples, gt)["modes"][2] == "gt"  # the old rule: flat (5.0° vs 5.0°) counts as GT
+    split = A.mode_split(samples, gt, image=img)
+    assert split["modes"] == ["gt", "flip", "none", "none", "none", "none"]
+    assert split["n_gt"] == 1 and split["n_flip"] == 1 and split["n_none"] == 4 and split["minority"] == 1
+    assert split["flat_err"] == pytest.approx(5.05, abs=0.05)
+    r2 = split["r2"]
+    assert r2[0] > 0.99 and r2[1] > 0.99 and abs(r2[2]) < 1e-9 and r2[3] < 0.1  # flat predicts a constant
+    assert r2[4] < 0.5 and split["err_gt"][4] < split["flat_err"]  # rejected by the R^2 gate alone
+    assert r2[5] > 0.99 and min(split["err_gt"][5], split["err_flip"][5]) > split["flat_err"]  # by the flat gate
+    assert A.mode_split(samples, gt, image=img, r2_min=-1e9)["modes"][4] == "gt"
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI

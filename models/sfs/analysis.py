@@ -59,15 +59,47 @@ def inflation_normals(mask) -> np.ndarray:
 
 
 # -- modes ---------------------------------------------------------------------------------------------------------------
-def mode_split(samples, gt, mask=None) -> dict:
-    """Assign each sample [S, 3, H, W] to the GT or depth-reversed ("flip") mode by the lower mean angle (check B4)."""
+def lambertian_r2(normals, image, mask=None, min_intensity: float = 1e-5) -> float:
+    """How well ONE directional light explains `image` [H, W] on the map `normals` [3, H, W]: R^2 of the least-squares
+    fit I ~ n . l (l free, so it absorbs the albedo) over the lit foreground pixels (I >= min_intensity).
+
+    The Lambertian model of the paper's stimuli; a flat map predicts a constant and scores 0, a map of noise about 0 or below,
+    the true map (or its depth-reversed twin under the mirrored light) 1.
+    """
+    n, img = _t(normals).cpu(), _t(image).cpu().reshape(np.shape(image)[-2:])
+    sel = img >= min_intensity
+    if mask is not None:
+        sel &= _t(mask).reshape(sel.shape) > 0.5
+    x, y = n[:, sel].T, img[sel]
+    sst = float(((y - y.mean()) ** 2).sum()) if y.numel() else 0.0
+    if y.numel() < 3 or sst <= 0:
+        return float("nan")
+    l = torch.linalg.lstsq(x, y[:, None], driver="gelsd").solution  # SVD: rank-deficient x (a flat map) is fine
+    return 1.0 - float(((x @ l)[:, 0] - y).square().sum()) / sst
+
+
+def mode_split(samples, gt, mask=None, image=None, r2_min: float = 0.5) -> dict:
+    """Assign each sample [S, 3, H, W] to the GT or depth-reversed ("flip") mode by the lower mean angle (check B4).
+
+    With `image` (the input shading at the samples' size) a sample counts for its mode only when it explains the
+    image (one-light Lambertian R^2 >= r2_min) and is closer to that mode than the flat map (0, 0, 1) is; otherwise
+    its mode is "none". Without the gate a near-flat GT lets any blurry map "find" both modes: on a stimulus whose
+    GT is 5 deg from flat, maps 12 deg from GT and 12 deg from the flip split at random between them.
+    """
     samples, gt = _t(samples), _t(gt)
     e_gt = [angular_error(s, gt, mask)[0] for s in samples]
     e_fl = [angular_error(s, flip(gt), mask)[0] for s in samples]
     modes = ["gt" if a <= b else "flip" for a, b in zip(e_gt, e_fl)]
-    n_gt = modes.count("gt")
-    return {"modes": modes, "err_gt": e_gt, "err_flip": e_fl, "n_gt": n_gt, "n_flip": len(modes) - n_gt,
-            "minority": min(n_gt, len(modes) - n_gt), "mode_err": float(np.mean([min(a, b) for a, b in zip(e_gt, e_fl)]))}
+    out = {"err_gt": e_gt, "err_flip": e_fl,
+           "mode_err": float(np.mean([min(a, b) for a, b in zip(e_gt, e_fl)]))}
+    if image is not None:
+        flat = angular_error(flat_normals(*gt.shape[-2:]), gt, mask)[0]  # the same for GT and flip (flip keeps z)
+        r2 = [lambertian_r2(s, image, mask) for s in samples]
+        modes = [m if r >= r2_min and min(a, b) < flat else "none" for m, r, a, b in zip(modes, r2, e_gt, e_fl)]
+        out.update(r2=r2, flat_err=flat, r2_min=r2_min)
+    n_gt, n_fl = modes.count("gt"), modes.count("flip")
+    out.update(modes=modes, n_gt=n_gt, n_flip=n_fl, n_none=len(modes) - n_gt - n_fl, minority=min(n_gt, n_fl))
+    return out
 
 
 # -- optimal transport ---------------------------------------------------------------------------------------------------
@@ -184,7 +216,7 @@ def global_light(normals, image, mask=None) -> np.ndarray:
     y = img.flatten()[sel.flatten()]
     if x.shape[0] < 3:
         return np.zeros(3)
-    l = torch.linalg.lstsq(x, y[:, None]).solution[:, 0]
+    l = torch.linalg.lstsq(x, y[:, None], driver="gelsd").solution  # SVD: rank-deficient x (a flat map) is fine[:, 0]
     return (l / l.norm().clamp_min(1e-12)).numpy()
 
 
