@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Make Diffusion-as-Shader 3D tracking videos (Gu et al. 2025, Sec. 3.2), with no pretrained weights.
+"""Make Diffusion-as-Shader 3D tracking videos (Gu et al. 2025, Fig. 2-3), with no pretrained weights.
 
 A tracking video shows the scene's points in every frame, each coloured once from frame 0: R = x / W,
 G = y / H, B = robust inverse depth (2nd / 98th percentile, near = bright), on black. One subcommand per task:

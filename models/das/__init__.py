@@ -1,6 +1,6 @@
 """Diffusion as Shader (Gu et al. 2025), part 1: 3D tracking videos without any pretrained weights.
 
-A tracking video (paper Sec. 3.2, Fig. 2) shows 3D points projected into every frame, each drawn in a colour fixed
+A tracking video (paper Fig. 2a-b) shows 3D points projected into every frame, each drawn in a colour fixed
 from its first-frame image position and inverse depth, on black. Modules, smallest first:
 
     camera      pinhole intrinsics (K or FOV), project / unproject, 4x4 poses

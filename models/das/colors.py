@@ -1,4 +1,4 @@
-"""The tracking colour code (DaS Sec. 3.2): R = u0 / W, G = v0 / H, B = robust inverse depth, all from frame 0.
+"""The tracking colour code (DaS paper, Fig. 2a): R = u0 / W, G = v0 / H, B = robust inverse depth, all from frame 0.
 
 B = clip((1/d - P_lo) / (P_hi - P_lo), 0, 1) with P_lo, P_hi the 2nd and 98th percentiles of 1/d over the first
 frame's points (near = bright). d is the camera z (default) or the Euclidean distance to the camera (the mesh

@@ -1,4 +1,4 @@
-"""Camera-motion strings and object-motion templates (DaS Sec. 4, "camera control" and "object manipulation").
+"""Camera-motion strings and object-motion templates (DaS paper Fig. 3c camera control, Fig. 3a object manipulation).
 
 Camera grammar: one or more `kind args [start end]` joined by `;` (case-insensitive):
 
