@@ -43,6 +43,10 @@ class IdentityVAE(nn.Module):
     def dtype(self):
         return self._anchor.dtype
 
+    @property
+    def device(self):
+        return self._anchor.device
+
     def encode(self, x):
         return SimpleNamespace(latent_dist=_Posterior(x))
 
@@ -61,7 +65,7 @@ def byte_tokens(prompts: list[str], length: int, vocab: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------- toy squares
-def toy_clip(seed: int, size: int = 16, frames: int = 6, square: int = 4, speed=(0.6, 1.2),
+def toy_clip(seed: int, size: int = 16, frames: int = 6, square: int | None = None, speed=(0.6, 1.2),
              reverse: bool = False) -> dict[str, np.ndarray]:
     """One square of random colour on a random uniform background, moving linearly in a random direction (Gu et al.
     2025's tracking colours: R = x0 / W, G = y0 / H from frame 0, B constant; black elsewhere). `reverse` renders the
@@ -69,6 +73,9 @@ def toy_clip(seed: int, size: int = 16, frames: int = 6, square: int = 4, speed=
 
     -> video, tracking float32 [T, H, W, 3] in [0, 1]; disp [T, 2] (x, y) commanded displacement."""
     rng = np.random.default_rng(seed)
+    square = square or max(2, size // 4)
+    top = min(speed[1], (size - square) / (2 * max(frames - 1, 1)))  # fits forwards and reversed
+    speed = (min(speed[0], top), top)
     fg, bg = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
     while np.abs(fg - bg).sum() < 0.6:
         fg = rng.uniform(0, 1, 3)
