@@ -61,8 +61,7 @@ class _PartMaterial:
         if material is None:
             return
         if hasattr(material, "baseColorFactor") or hasattr(material, "baseColorTexture"):
-            if getattr(material, "baseColorFactor", None) is not None:
-                self.base = _factor(material.baseColorFactor, 3, 0.8)
+            self.base = _factor(getattr(material, "baseColorFactor", None), 3, 1.0)   # glTF default: white
             self.base_tex = _image(getattr(material, "baseColorTexture", None))
             self.mr_tex = _image(getattr(material, "metallicRoughnessTexture", None))
             m, r = getattr(material, "metallicFactor", None), getattr(material, "roughnessFactor", None)
