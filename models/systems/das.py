@@ -292,6 +292,9 @@ class DaSSystem(System):
                         image_rotary_emb=rope, return_dict=False)[0]
         return (pred.float() - v).square().mean(), {}
 
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        self.net.enable_gradient_checkpointing() if on else self.net.disable_gradient_checkpointing()
+
     # ------------------------------------------------------------------------------------------------ export
     def export_state_dict(self):
         if self.cfg.stage == "base":
