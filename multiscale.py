@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Multistable shape from shading: guided multiscale patch sampling of normal maps (mssfs spec §6), many seeds at once.
+"""Multistable shape from shading: guided multiscale patch sampling of normal maps (Han, Zickler, Nishino, NeurIPS 2024), many seeds at once.
 
     python multiscale.py                                   # ckpts/sfs.safetensors on test_data/sfs, fast CPU preset
     python multiscale.py --inputs img.png more/ --seeds 0-15 --schedule vcycle160 --device cuda --precision bf16

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Analysis of multiscale.py outputs (mssfs §3.4, §10 B): modes, Wasserstein distance, 2-D embedding, errors.
+"""Analysis of multiscale.py outputs (Han et al. 2024, multistability analysis): modes, Wasserstein distance, 2-D embedding, errors.
 
     python post_process.py evals/2026-01-01_12-00_sfs_fast            # every input folder of a run
     python post_process.py evals/run/star --gt star_normals.npy      # one input, ground truth given explicitly
@@ -95,7 +95,7 @@ def analyze_input(folder: Path, gt: str | None = None, gt_flip: str | None = Non
 
 
 def raw_stage_last(raw) -> torch.Tensor:
-    """Raw x0 of the last stage [S, 3, r, r] (before fusion), for seam statistics (§10 B2)."""
+    """Raw x0 of the last stage [S, 3, r, r] (before fusion), for seam statistics."""
     keys = sorted(k for k in raw.files if k.startswith("stage") and k[5:].isdigit())
     return torch.from_numpy(raw[keys[-1]].astype(np.float32))
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Render Lambertian shading images from normal maps (mssfs spec §3.2): I = albedo * max(0, n . l), background 0.
+"""Render Lambertian shading images from normal maps: I = albedo * max(0, n . l), background 0.
 
 Inputs (files or folders): .npy normal maps (3,H,W) or (H,W,3) with values in [-1, 1]; PNG normal maps (16-bit
 recommended) decoded as v / max * 2 - 1 with channels in RGB = (x right, y up, z toward the viewer) order; .exr

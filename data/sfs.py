@@ -1,4 +1,4 @@
-"""SfS training data (mssfs spec §11): procedural normal maps cached once, a scale pyramid, and random 16x16 crops.
+"""SfS training data (Han et al. 2024, training data section): procedural normal maps cached once, a scale pyramid, and random 16x16 crops.
 
 Images are NOT stored: the system renders each crop on the fly with `data.lambertian` (random light per tile), so a
 dataset item is just a stack of augmented normal crops. On-disk format: see data/README.md ("Multistable SfS").
@@ -31,7 +31,7 @@ class SfsDataConfig:
     num_maps: int = 24000  # training normal maps (objects and reliefs interleaved)
     heldout_maps: int = 1000  # held-out maps for the B3-B6 checks (disjoint seeds)
     resolution: int = 192  # generated size; also the first pyramid level
-    levels: tuple[int, ...] = (192, 128, 96)  # area-downsampled copies sampled uniformly (§11.2)
+    levels: tuple[int, ...] = (192, 128, 96)  # area-downsampled copies sampled uniformly
     object_fraction: float = 0.5
     crops_per_map: int = 16  # K crops per dataset item
     crop_size: int = 16
@@ -84,7 +84,7 @@ def _area_matrix(n_in: int, n_out: int, dtype=torch.float32) -> torch.Tensor:
 
 
 def area_downsample(normals: torch.Tensor, size: int) -> torch.Tensor:
-    """Area-downsample normal maps [N,3,R,R] -> [N,3,size,size] and renormalize (§11.2).
+    """Area-downsample normal maps [N,3,R,R] -> [N,3,size,size] and renormalize.
 
     Pixels whose foreground coverage is below one half become background (0); others are the normalized mean of
     their foreground normals.
@@ -455,7 +455,7 @@ def main(argv=None) -> int:
     import argparse
     import time
 
-    ap = argparse.ArgumentParser(description="Generate and cache the procedural SfS normal maps (§11).")
+    ap = argparse.ArgumentParser(description="Generate and cache the procedural SfS normal maps.")
     ap.add_argument("--root", default=None, help="cache folder (default: SfsDataConfig.cache_dir)")
     ap.add_argument("--split", choices=["train", "heldout", "both"], default="both")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: min(cpu count, 16))")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Render a DiffMotion training set (specs/diffmotion.md §5.2 layout, §7.2 recipe) with Mitsuba 3 or the NumPy fallback.
+"""Render a DiffMotion training set (the layout of data/README.md) with Mitsuba 3 or the NumPy fallback.
 
   python scripts/render_motion.py --out data/diffmotion/train --num-objects 150 --sequences-per-object 4
   python scripts/render_motion.py --out data/diffmotion/held_out --num-objects 30 --sequences-per-object 2 --held-out

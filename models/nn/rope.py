@@ -1,4 +1,4 @@
-"""Axial rotary position embedding (RoPE) on adjacent channel pairs (specs/diffmotion.md §3.4).
+"""Axial rotary position embedding (RoPE) on adjacent channel pairs (Su et al. 2021, RoFormer; axial as in DFoT's UViT3D).
 
 Each pair (x[2i], x[2i+1]) = (a, b) is rotated by an angle φ: (a, b) -> (a cosφ - b sinφ, b cosφ + a sinφ).
 The head dim is cut into consecutive per-axis chunks (`split_head_dim`); a chunk of width d_a uses the frequencies
