@@ -26,11 +26,6 @@ class PatchUNetConfig:
     attn_heads: int = 4
     attn_dim_head: int = 32
 
-    @classmethod
-    def tiny(cls) -> "PatchUNetConfig":
-        """Test-size variant (dim 8, two levels)."""
-        return cls(dim=8, dim_mults=(1, 2))
-
 
 class WSConv2d(nn.Conv2d):
     """Conv with weight standardization per output filter (Qiao et al. 2019): w <- (w - mean) / sqrt(var + eps),
