@@ -269,3 +269,48 @@ def export_scene(system, out: Path, mesh_res: int = 128, texture_res: int = 512,
                "mesh_res": mesh_res, "texture_res": texture_res, "instances": len(poses)}
     write_text(out / "export.json", json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def turntable(glb: Path, out_png: Path, views: int = 4, size: int = 160):
+    """A small preview: the exported textured mesh seen from `views` azimuths (matplotlib, flat shading by the baked
+    albedo x a head light)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import trimesh
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    from data.io import atomic_write
+
+    mesh = trimesh.load(glb, force="mesh")
+    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    colours = np.full((len(f), 3), 0.8)
+    tex = getattr(getattr(mesh.visual, "material", None), "baseColorTexture", None)
+    if tex is not None and getattr(mesh.visual, "uv", None) is not None:  # albedo at each face's uv centroid
+        img = np.asarray(tex.convert("RGB"), np.float64) / 255
+        uv = mesh.visual.uv[f].mean(1)
+        px = np.clip((uv[:, 0] * img.shape[1]).astype(int), 0, img.shape[1] - 1)
+        py = np.clip(((1 - uv[:, 1]) * img.shape[0]).astype(int), 0, img.shape[0] - 1)
+        colours = img[py, px]
+    if len(f) > 20000:  # keep the preview quick
+        keep = np.random.default_rng(0).choice(len(f), 20000, replace=False)
+        f, colours = f[keep], colours[keep]
+    normals = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True).clip(1e-12)
+    fig = plt.figure(figsize=(views * size / 80, size / 80), dpi=80)
+    lim = np.abs(v).max()
+    for i in range(views):
+        az = 360 * i / views
+        ax = fig.add_subplot(1, views, i + 1, projection="3d")
+        a, e = np.radians(az), np.radians(20)
+        eye = np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+        shade = np.clip(np.abs(normals @ eye), 0.2, 1)[:, None]
+        ax.add_collection3d(Poly3DCollection(v[f], facecolors=np.clip(colours * shade, 0, 1), linewidths=0))
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), zlim=(-lim, lim))
+        ax.view_init(elev=20, azim=az)
+        ax.set_axis_off()
+    with atomic_write(out_png) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,67 @@
+"""Score a fitted SfD scene (an `sfd` export) against the synthetic ground truth of its scene: mask IoU, re-render
+PSNR/SSIM, true and encoded normal angle, albedo PSNR raw/aligned, roughness error, env-map error after aligning the
+world frames, and Chamfer-L1 / F-score / normal consistency of the exported pile against the GT pile."""
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+
+from models.sfd import metrics as M
+from models.sfd.rays import Scene
+
+
+def gt_pile(scene: Scene):
+    """GT mesh of every copy in the world (object frame -> world by the GT poses)."""
+    v, f = scene.gt["mesh"]
+    verts, faces = [], []
+    for k, p in enumerate(scene.gt["poses"]):
+        verts.append(v @ p[:3, :3].T + p[:3, 3])
+        faces.append(f + k * len(v))
+    return np.concatenate(verts), np.concatenate(faces)
+
+
+def evaluate(system, scene: Scene, pile_mesh: str | None = None, samples: int = 20000, seed: int = 0) -> dict:
+    res = scene.width
+    lab = system.render_image(res, labels=scene.labels)      # segmentation mode, as in training
+    free = system.render_image(res)                           # instances picked without labels
+    fg = scene.labels > 0
+    out = {"mask_iou": M.mask_iou(free["opacity"] > system.cfg.render.weight_threshold, fg)}
+    union = fg & (lab["opacity"] > system.cfg.render.weight_threshold)
+    rgb_key = "rgb_sg" if "rgb_sg" in lab else "rgb"
+    pred, gt = M.tonemap(lab[rgb_key]), M.tonemap(scene.rgb)
+    out["rgb_source"] = rgb_key
+    out["psnr_object"] = M.psnr(pred, gt, fg)
+    out["psnr_union"] = M.psnr(pred, gt, union)
+    out["ssim_object"] = M.ssim(np.where(fg[..., None], pred, 1.0), np.where(fg[..., None], gt, 1.0))
+    gt_d = scene.gt or {}
+    if "normal" in gt_d and union.any():
+        out["normal_angle_deg"] = M.normal_angle_deg(lab["normal"], gt_d["normal"], union)
+        out["normal_angle_encoded_deg"] = M.encoded_normal_angle_deg(lab["normal"], gt_d["normal"], union)
+    if "albedo" in lab and "albedo" in gt_d and union.any():
+        out["albedo_psnr_raw"], out["albedo_psnr_aligned"] = M.albedo_psnr(lab["albedo"], gt_d["albedo"], union)
+    if "roughness" in lab and "roughness" in gt_d and union.any():
+        out.update(M.roughness_errors(lab["roughness"], gt_d["roughness"], union))
+    poses_pred = system.net.geo.poses().detach().numpy().astype(np.float64)
+    if "poses" in gt_d and "light" in gt_d and int(system.net.mat.fitted):
+        light = {k: v.detach().numpy() for k, v in system.net.mat.light().items()}
+        rot = M.rotation_between_frames(poses_pred, gt_d["poses"])
+        out.update(M.envmap_error(light, gt_d["light"], rot))
+    if pile_mesh is not None and "mesh" in gt_d:
+        mesh = trimesh.load(pile_mesh, force="mesh", process=False)
+        gv, gf = gt_pile(scene)
+        rng = np.random.default_rng(seed)
+        pp, pn = M.sample_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), samples, rng)
+        gp, gn = M.sample_mesh(gv, gf, samples, rng)
+        # predicted world -> GT world: a similarity fitted on the instance centres (identity for oracle poses)
+        if len(poses_pred) >= 3:
+            s, r, t = _umeyama(poses_pred[:, :3, 3], gt_d["poses"][:, :3, 3])
+            pp, pn = s * pp @ r.T + t, pn @ r.T
+        diag = float(np.linalg.norm(gv.max(0) - gv.min(0)))
+        out.update(M.surface_metrics(pp, pn, gp, gn, diag))
+    return out
+
+
+def _umeyama(src, dst):
+    from models.sfd.poses import umeyama
+
+    return umeyama(src, dst)
