@@ -95,7 +95,7 @@ def _chair(rng):
     ix, iy = w / 2 - lw, d / 2 - lw
     parts += [_leg(rng, lw, lh + t / 2, sx * ix, sy * iy) for sx in (-1, 1) for sy in (-1, 1)]
     bt = rng.uniform(0.05, 0.1)
-    parts.append(_box([w * 0.98, bt, bh + t / 2], [0, d / 2 - bt / 2 - 0.01, lh + t / 2 + (bh + t / 2) / 2]))
+    parts.append(_box([w * 0.98, bt, bh + 0.65 * t], [0, d / 2 - bt / 2 - 0.01, lh + 0.35 * t + (bh + 0.65 * t) / 2]))
     return parts, False
 
 
