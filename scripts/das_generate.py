@@ -177,15 +177,15 @@ def write_outputs(out: Path, videos: dict[str, np.ndarray], tracking: np.ndarray
 
 
 def run_task(args) -> Path:
+    folder = check_model_folder(args.model)  # every input is checked before the heavy imports and any output
+    image = conditioning_image(args.image)
+    tracking = tracking_from_file(args.tracking) if args.task in ("transfer", "mesh") else tracking_from_depth(args)
+    device = resolve_device(args.device)
     import torch
 
     from models.das.pipeline import NEGATIVE_PROMPT, DaSImageToVideoPipeline, load_components
     from models.nets.das_tracking_transformer import CheckpointFormatError, CogVideoXTransformer3DModelTracking
 
-    folder = check_model_folder(args.model)
-    image = conditioning_image(args.image)
-    tracking = tracking_from_file(args.tracking) if args.task in ("transfer", "mesh") else tracking_from_depth(args)
-    device = resolve_device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
         transformer = CogVideoXTransformer3DModelTracking.from_pretrained(folder / "transformer", torch_dtype=dtype)

@@ -1,5 +1,6 @@
 """DaS pipeline checks P1-P5 on tiny components (tiny CogVideoX VAE, tiny T5, tiny transformer, all random), the
 system's training batch conventions and the learning check of the shipped toy model (slow)."""
+import json
 import math
 from pathlib import Path
 
@@ -214,3 +215,76 @@ def test_learning_check_of_the_shipped_toy_model():
     assert result["ground_truth"]["r"] >= 0.99 and result["ground_truth"]["epe_ratio"] <= 0.05
     assert result["enabled"]["r"] >= 0.8 and result["enabled"]["epe_ratio"] <= 0.35
     assert abs(result["disabled"]["r"]) <= 0.3 and result["disabled"]["epe_ratio"] >= 0.7
+
+
+# ------------------------------------------------------------------------------------------------ CLI and data
+def fake_das_folder(root: Path, das: bool = True) -> Path:
+    for name in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    config = {"_class_name": "CogVideoXTransformer3DModelTracking" if das else "CogVideoXTransformer3DModel"}
+    if das:
+        config["num_tracking_blocks"] = 18
+    (root / "transformer" / "config.json").write_text(json.dumps(config))
+    return root
+
+
+@pytest.mark.slow  # four subprocesses, about 20 s on a busy 2-core CPU
+def test_generate_cli_bad_inputs(tmp_path):
+    from data.io import write_png
+    from tests.cli_corpus import assert_user_error
+
+    out = tmp_path / "evals"
+    out.mkdir()
+    write_png(tmp_path / "img.png", np.zeros((48, 72, 3), np.uint8))
+    np.savez(tmp_path / "short.npz", video=np.zeros((5, 48, 72, 3), np.uint8))
+    common = ["--image", str(tmp_path / "img.png"), "--prompt", "p", "--out-dir", str(out)]
+    script = "scripts/das_generate.py"
+    assert_user_error(script, ["transfer", "--model", str(tmp_path / "none"), "--tracking", "t.mp4", *common],
+                      watch=tmp_path, mentions="--model")
+    base = fake_das_folder(tmp_path / "base", das=False)
+    assert_user_error(script, ["transfer", "--model", str(base), "--tracking", "t.mp4", *common], watch=tmp_path,
+                      mentions="from_base")
+    das = fake_das_folder(tmp_path / "das")
+    assert_user_error(script, ["mesh", "--model", str(das), "--tracking", str(tmp_path / "short.npz"), *common],
+                      watch=tmp_path, mentions="49x480x720")
+    assert_user_error(script, ["transfer", "--model", str(das), "--tracking", "t.mp4", "--image", "x.png",
+                               "--out-dir", str(out)], watch=tmp_path, mentions="--prompt")
+
+
+def write_dataset(root: Path, lengths=(6, 3)) -> Path:
+    from models.das.video import write_mp4
+
+    (root / "videos").mkdir(parents=True)
+    (root / "tracking").mkdir()
+    for i, n in enumerate(lengths):
+        clip = toy_clip_u8(i, n)
+        write_mp4(root / "videos" / f"{i:05d}.mp4", clip["video"])
+        write_mp4(root / "tracking" / f"{i:05d}_tracking.mp4", clip["tracking"])
+    (root / "prompt.txt").write_text("".join(f"clip {i}\n" for i in range(len(lengths))))
+    (root / "videos.txt").write_text("".join(f"videos/{i:05d}.mp4\n" for i in range(len(lengths))))
+    (root / "trackings.txt").write_text("".join(f"tracking/{i:05d}_tracking.mp4\n\n" for i in range(len(lengths))))
+    return root
+
+
+def toy_clip_u8(seed, frames):
+    from models.das.training import toy_clip
+
+    c = toy_clip(seed, 16, frames)
+    return {k: (c[k] * 255).round().astype(np.uint8) for k in ("video", "tracking")}
+
+
+def test_folder_dataset_layout_short_clips_and_errors(tmp_path):
+    from models.core.cli import UserError
+    from models.das.training import FolderDataset
+
+    root = write_dataset(tmp_path / "data")
+    with pytest.warns(UserWarning, match="skipped 1 clip"):
+        ds = FolderDataset(root, frames=4, height=8, width=12)
+    assert len(ds) == 1
+    a, b = ds[(0, 7)], ds[(0, 7)]
+    assert a["video"].shape == (4, 8, 12, 3) and a["tracking"].shape == (4, 8, 12, 3)
+    assert torch.equal(a["video"], b["video"]) and a["prompt"] == "clip 0"
+    assert a["video"].min() >= -1 and a["video"].max() <= 1
+    (root / "prompt.txt").unlink()
+    with pytest.raises(UserError, match="prompt.txt"):
+        FolderDataset(root, frames=4, height=8, width=12)
