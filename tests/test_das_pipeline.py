@@ -288,3 +288,18 @@ def test_folder_dataset_layout_short_clips_and_errors(tmp_path):
     (root / "prompt.txt").unlink()
     with pytest.raises(UserError, match="prompt.txt"):
         FolderDataset(root, frames=4, height=8, width=12)
+
+
+def test_cached_latent_mode(tmp_path):
+    from models.das.training import ToySquares, encode_cache
+
+    system = tiny_system()
+    files = encode_cache(system, ToySquares(3, 8, 3), tmp_path / "cache")
+    assert len(files) == 3
+    cached = tiny_system(**{"data.kind": "cached"}).train_dataset(root=tmp_path / "cache")
+    batch = torch.utils.data.default_collate([cached[(i, 0)] for i in range(2)])
+    batch["seed"] = torch.tensor([1, 2])
+    loss, _ = system(batch)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.any() for p in system.trainable().values())

@@ -290,3 +290,28 @@ def _generate_batch(system, images, tracks, seeds, steps, scale) -> list[np.ndar
                  tracking_scale=scale, generator=[seeded_generator(s, system.device) for s in seeds],
                  output_type="pt", progress=False)
     return list(video.permute(0, 1, 3, 4, 2).float().cpu().numpy())
+
+
+def encode_cache(system, dataset, folder: str | Path, seed: int = 0) -> list[Path]:
+    """Pre-encode every item once (video, noisy first frame, tracking video and its first frame, prompt) into
+    one .safetensors each; `data.kind="cached"` then trains without VAE or T5. The image noise and dropout are drawn
+    once per item here (the cache fixes them)."""
+    from safetensors.torch import save_file
+
+    from data.io import atomic_write
+    from models.core.seeding import derive_seed
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(len(dataset)):
+        item = dataset[(i, derive_seed(seed, "cache", i))]
+        batch = {"video": item["video"][None].to(system.device), "tracking": item["tracking"][None].to(system.device),
+                 "prompt": [item["prompt"]], "seed": torch.tensor([derive_seed(seed, "cache-noise", i)])}
+        x0, image, tracking, text = system.condition(batch, system.rng(batch))
+        tensors = {"latents": x0[0], "image_latents": image[0], "tracking_maps": tracking[0], "prompt_embeds": text[0]}
+        path = folder / f"{i:06d}.safetensors"
+        with atomic_write(path) as tmp:
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        written.append(path)
+    return written
