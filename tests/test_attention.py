@@ -150,10 +150,21 @@ def test_scale_argument():
                                atol=1e-5, rtol=0)
 
 
-def test_cpu_auto_backend_is_torch():
+def test_cpu_auto_backend_never_calls_natten(monkeypatch):
+    """On CPU "auto" is the gather path even when natten imports (its CPU forward has no backward), and it is a
+    correct NA (equal to the dense reference)."""
+    import models.nn.attention as attn
+
+    def fused(*args):
+        raise AssertionError("auto dispatched a CPU tensor to natten")
+
+    monkeypatch.setattr(attn, "_natten_importable", lambda: True)
+    monkeypatch.setattr(attn, "_na_natten", fused)
     q, k, v = _qkv((9, 9))
-    torch.testing.assert_close(neighborhood_attention(q, k, v, 3), neighborhood_attention(q, k, v, 3, backend="torch"),
-                               atol=0, rtol=0)
+    out = neighborhood_attention(q, k, v, 3)
+    torch.testing.assert_close(out, neighborhood_attention(q, k, v, 3, backend="dense"), atol=1e-5, rtol=0)
+    with pytest.raises(AssertionError, match="dispatched"):  # the patch is live: an explicit request reaches it
+        neighborhood_attention(q, k, v, 3, backend="natten")
 
 
 @pytest.mark.parametrize("kwargs,match", [

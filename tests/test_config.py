@@ -46,9 +46,24 @@ def test_load_config_round_trip(tmp_path):
         load_config(tmp_path / "missing.json")
 
 
-def test_optim_defaults_are_sane():
-    o = OptimConfig()
-    assert o.lr > 0 and len(o.betas) == 2
+@pytest.mark.parametrize("section, values, needle", [
+    ("optim", {"lr": -1e-4}, "need lr >= 0"),
+    ("optim", {"eps": 0.0}, "eps > 0"),
+    ("optim", {"warmup_steps": -1}, "warmup_steps >= 0"),
+    ("optim", {"ema_decay": 1.0}, "0 <= ema_decay < 1"),
+    ("optim", {"grad_clip": -1.0}, "grad_clip >= 0"),
+    ("optim", {"schedule": "linear"}, "must be 'constant' or 'cosine'"),
+    ("train", {"steps": 0}, "must be >= 1"),
+    ("train", {"batch_size": 0}, "must be >= 1"),
+])
+def test_out_of_range_values_are_errors(section, values, needle):
+    """Values of the right type but outside their range are refused when the config is built (not at step 1000)."""
+    with pytest.raises(ConfigError, match=needle):
+        from_dict(ToyConfig, {section: values})
+    edge = {"optim": {"lr": 0.0, "ema_decay": 0.0, "grad_clip": 0.0, "warmup_steps": 0, "schedule": "cosine"},
+            "train": {"steps": 1, "batch_size": 1}}[section]
+    from_dict(ToyConfig, {section: edge})  # the boundary values themselves are allowed
+    assert OptimConfig().schedule == "constant" and OptimConfig().ema_decay == 0.999  # documented defaults
 
 
 def test_parse_seeds():

@@ -36,7 +36,15 @@ def test_parameterization_roundtrips(coef_shape):
         assert torch.allclose(xh, x0, **tol) and torch.allclose(eh, eps, **tol)
         for dst in P.PREDICTIONS:
             assert torch.allclose(P.convert_prediction(x_t, truth[src], alpha, sigma, src, dst), truth[dst], **tol)
-            assert torch.equal(P.make_target(x0, eps, alpha, sigma, dst), truth[dst])
+    assert P.make_target(x0, eps, alpha, sigma, "eps") is eps and P.make_target(x0, eps, alpha, sigma, "x0") is x0
+    # v is the velocity of x_t along the VP circle: with alpha = cos(phi), sigma = sin(phi), v = d x_t / d phi
+    # (Salimans & Ho 2022, Sec. 4). Check the target against a central difference of the forward process.
+    phi, h = torch.atan2(sigma, alpha), 1e-6
+    x_at = lambda p: P.append_dims(p.cos(), x0) * x0 + P.append_dims(p.sin(), x0) * eps  # noqa: E731
+    torch.testing.assert_close(P.make_target(x0, eps, alpha, sigma, "v"), (x_at(phi + h) - x_at(phi - h)) / (2 * h),
+                               atol=1e-8, rtol=0)
+    with pytest.raises(ValueError, match="unknown prediction kind"):
+        P.make_target(x0, eps, alpha, sigma, "score")
 
 
 def test_float_coefficients_and_errors():

@@ -38,8 +38,16 @@ def test_back_facing_and_background_are_zero():
     n[0, :, 0, 0] = -light[0] / light.norm()  # facing away
     n[0, :, 0, 1] = torch.tensor([0.0, 0.0, 1.0])
     img = render_lambertian(n, light, 1.0, ambient=0.05, noise_std=0.01, generator=torch.Generator().manual_seed(1))
-    assert img[0, 0, 0, 0] == 0.05 or 0 <= img[0, 0, 0, 0] <= 0.2  # back-facing: ambient + noise only
     assert img[0, 0, 1, 0] == 0 and img[0, 0, 1, 1] == 0  # background exactly 0 even with ambient + noise
+    amb = render_lambertian(n, light, 0.7, ambient=0.05)
+    assert amb[0, 0, 0, 0] == torch.tensor(0.05)  # back-facing: the ambient term only, not scaled by the albedo
+    lit = light[0] @ n[0, :, 0, 1] / light.norm()
+    torch.testing.assert_close(amb[0, 0, 0, 1], 0.7 * lit + 0.05, atol=1e-6, rtol=0)  # lit: albedo cos + ambient
+    many = torch.zeros(1, 3, 64, 64)
+    many[0] = (-light[0] / light.norm()).view(3, 1, 1)  # 4096 back-facing pixels: the image is ambient + noise
+    noisy = render_lambertian(many, light, 1.0, ambient=0.5, noise_std=0.02, generator=torch.Generator().manual_seed(1))
+    resid = noisy - 0.5
+    assert abs(resid.mean().item()) < 4 * 0.02 / 64 and abs(resid.std().item() - 0.02) < 0.1 * 0.02
     clean = render_lambertian(n, light, 1.0)
     assert clean[0, 0, 0, 0] == 0
     assert 0 <= img.min() and img.max() <= 1

@@ -80,8 +80,14 @@ def test_mssfs_fixed_stride_target_levels():
     model = gaussian_model(abars, "eps")
     x = D.ddim_sample(model, x_T, abars, "eps", abars_next=nxt, clip_x0=5.0, recompute_eps_after_clip=False)
     _check_gaussian(x, extra=0.05)  # also off-grid levels: looser
-    same = D.ddim_sample(model, x_T, abars, "eps", abars_next=abars[1:])
-    assert torch.equal(same, D.ddim_sample(model, x_T, abars, "eps"))
+    # One step by hand (DDIM eq. 12, eta = 0): the state moves to abars_next[0], not to the next list entry.
+    i = next(i for i in range(len(nxt)) if nxt[i] != abars[i + 1])  # 275 -> 269, where the list says 268
+    pair, step = abars[i:i + 2], gaussian_model(abars[i:i + 2], "eps")
+    x_1 = D.ddim_sample(step, x_T, pair, "eps", abars_next=nxt[i:i + 1])
+    eps = step(x_T, 0)
+    x0 = (x_T - math.sqrt(1 - pair[0]) * eps) / math.sqrt(pair[0])
+    torch.testing.assert_close(x_1, math.sqrt(nxt[i]) * x0 + math.sqrt(1 - nxt[i]) * eps, atol=1e-5, rtol=1e-5)
+    assert (x_1 - D.ddim_sample(step, x_T, pair, "eps")).abs().max() > 1e-3  # the default target is the list's
     with pytest.raises(ValueError):
         D.ddim_sample(model, x_T, abars, "eps", abars_next=nxt[:-1])
 
