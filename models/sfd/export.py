@@ -262,7 +262,8 @@ def export_scene(system, out: Path, mesh_res: int = 128, texture_res: int = 512,
     steps.update()
     steps.close()
     a, b, c = uvs[f_uv[:, 0]], uvs[f_uv[:, 1]], uvs[f_uv[:, 2]]
-    chart_area = 0.5 * np.abs(np.cross(b - a, c - a)).sum() * texture_res ** 2
+    e1, e2 = b - a, c - a
+    chart_area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).sum() * texture_res ** 2
     summary = {"vertices": int(len(v_uv)), "faces": int(len(f_uv)), "components_kept": 1,
                "watertight": bool(mesh.is_watertight), "atlas_fill": float(cover.mean()),
                "chart_coverage": float(min(cover.sum() / max(chart_area, 1.0), 1.0)),

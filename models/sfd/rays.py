@@ -6,6 +6,7 @@ and, when present, the normal prior in OpenGL camera space (unit vectors).
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,15 @@ class Scene:
 
 
 def analytic_scene(cfg: DataConfig) -> Scene:
-    """Render the analytic pile with its exact poses (the oracle-pose path of the tests)."""
+    """Render the analytic pile with its exact poses (the oracle-pose path of the tests); cached per process."""
+    return _analytic_scene(cfg.analytic_n, cfg.analytic_res, cfg.analytic_seed, cfg.analytic_supersample)
+
+
+@functools.lru_cache(maxsize=4)
+def _analytic_scene(n: int, res: int, seed: int, supersample: int) -> Scene:
     from models.sfd import scene_analytic, scene_layout as L
+
+    cfg = DataConfig(analytic_n=n, analytic_res=res, analytic_seed=seed, analytic_supersample=supersample)
 
     layout = L.make_layout(cfg.analytic_n, cfg.analytic_res, cfg.analytic_seed)
     layout.light = L.default_light(cfg.analytic_seed)

@@ -84,6 +84,10 @@ class SfdConfig:
         if self.sdf.kind not in ("mlp", "triplane"):
             raise ConfigError(f"sdf.kind must be 'mlp' or 'triplane' (the hash grid needs tinycudann), got "
                               f"{self.sdf.kind!r}")
+        d_in = 3 * (2 * self.sdf.multires + 1) + (3 * self.sdf.grid_channels if self.sdf.kind == "triplane" else 0)
+        if 0 < self.sdf.skip < self.sdf.layers and self.sdf.hidden <= d_in:
+            raise ConfigError(f"sdf.hidden={self.sdf.hidden} must exceed the encoded input ({d_in} dims) for the "
+                              f"skip connection")
         if self.data.instances < 1:
             raise ConfigError("data.instances must be >= 1")
 
@@ -102,6 +106,11 @@ def _masked_mean(x, m):
         m = m[..., None]
     m = m.expand_as(x)
     return (x * m).sum() / m.sum().clamp_min(1)
+
+
+def _bce(p, y):
+    """Binary cross-entropy written out (F.binary_cross_entropy raises on NaN; we want the NaN check to report)."""
+    return -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()
 
 
 @register_system("sfd")
@@ -204,7 +213,7 @@ class SfdSystem(System):
         err = (out["rgb"] - batch["rgb"]).abs() if L.loss_type == "L1" else (out["rgb"] - batch["rgb"]) ** 2
         logs = {"rgb": _masked_mean(err, fg & net_mask), "bg": _masked_mean(out["rgb"] ** 2, ~fg),
                 "eikonal": out["eikonal"],
-                "mask": F.binary_cross_entropy(opac.clamp(1e-3, 1 - 1e-4), fg.to(opac.dtype))}
+                "mask": _bce(opac.clamp(1e-3, 1 - 1e-4), fg.to(opac.dtype))}
         loss = logs["rgb"] + L.bg_weight * logs["bg"] + L.eikonal * logs["eikonal"] + L.mask * logs["mask"]
         if c.data.normal_prior and "normal_prior" in batch:
             n_cam = out["normal"] @ g.cam_c2w[:3, :3]   # world -> OpenGL camera: R^T n
