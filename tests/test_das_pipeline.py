@@ -303,3 +303,20 @@ def test_cached_latent_mode(tmp_path):
     assert torch.isfinite(loss)
     loss.backward()
     assert any(p.grad is not None and p.grad.any() for p in system.trainable().values())
+
+
+def test_bf16_frozen_base_keeps_fp32_branch_masters():
+    from models.core.cli import UserError
+
+    system = tiny_system(frozen_dtype="bfloat16")
+    assert {p.dtype for p in system.trainable().values()} == {torch.float32}
+    assert {p.dtype for n, p in system.net.named_parameters() if not p.requires_grad} == {torch.bfloat16}
+    ds = system.train_dataset()
+    batch = {k: torch.stack([ds[(i, i)][k] for i in range(2)]) for k in ("video", "tracking")}
+    batch.update(prompt=["a", "b"], seed=torch.tensor([1, 2]))
+    with pytest.raises(UserError, match="--precision bf16"):
+        system(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = system(batch)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in system.trainable().values())

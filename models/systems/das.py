@@ -276,6 +276,8 @@ class DaSSystem(System):
 
     def forward(self, batch):
         """v-prediction MSE (the released loss, x0-MSE weighted by 1/(1 - alpha_bar), is exactly this)."""
+        if self.cfg.frozen_dtype == "bfloat16" and not torch.is_autocast_enabled(self.device.type):
+            raise UserError("frozen_dtype 'bfloat16' keeps the frozen base in bf16: train with --precision bf16")
         rng = self.rng(batch)
         x0, image, tracking, text = self.condition(batch, rng)
         timesteps = rng.randint(1000).view(-1)
