@@ -138,6 +138,10 @@ class SfdSystem(System):
         return dict(self.net.state_dict())
 
     def load_export(self, state, assign: bool = False):
+        own = self.net.state_dict()
+        bad = sorted(k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape))
+        if bad:  # checked here: load_state_dict quietly accepts a (1,) tensor for a 0-d one
+            raise RuntimeError(f"shape mismatch for {bad[:3]}")
         self.net.load_state_dict(state, strict=True, assign=assign)
 
     def param_groups(self, lr):
