@@ -158,11 +158,50 @@ def test_checks_script_end_to_end(tmp_path):
     assert data["info"]["net_samples"] == 2 * 2 * (2 * 2 + 1)  # moving + static per seed, + swapped
     timing = data["timing"]
     assert timing["calls"] == cfg.diffusion.sampling_steps and timing["samples"] == 3 * timing["calls"]
-    for row in data["checks"]:
-        assert row["pass"] in (True, False) and row["value"] is not None
+    rows = {r["check"]: r for r in data["checks"]}
     agg = data["aggregate"]
+    assert rows["normals: mean angular error"]["value"] == agg["normal_mae_model"]
+    assert rows["normals: mean angular error"]["pass"] == (agg["normal_mae_model"] <= 0.6 * agg["normal_mae_b1"]
+                                                           and agg["normal_mae_model"] <= 0.8 * agg["normal_mae_b2"])
+    assert rows["albedo: si-MSE"]["value"] == agg["albedo_simse_model"]
+    from models.diffmotion.checks import checks
+
+    assert [r["pass"] for r in data["checks"]] == [r["pass"] for r in checks(agg, data["per_clip"], 2)]
     assert agg["normal_mae_b1"] > 0 and agg["albedo_simse_b3"] > 0 and agg["d_static"] > 0
     assert not list(out.parent.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def _agg(**kw):
+    """Clip-averaged numbers as checks() reads them; every learning check passes with margin by default."""
+    a = {"normal_mae_model": 10.0, "normal_mae_b1": 45.0, "normal_mae_b2": 40.0, "albedo_simse_model": 0.01,
+         "albedo_simse_b3": 0.03, "albedo_simse_b4": 0.02, "material_mae_model": 0.1, "material_mae_b5": 0.2,
+         "normal_mae_swapped": 20.0, "d_static": 3.0, "d_moving": 1.0}
+    for c in M.MATERIAL_NAMES:
+        a[f"{c}_mae_model"], a[f"{c}_mae_b5"] = 0.1, 0.2
+    return {**a, **kw}
+
+
+def test_check_rules_at_their_thresholds():
+    """Each pass/fail row follows its stated rule, on both sides of the threshold (§10.4, §10.5)."""
+    from models.diffmotion.checks import checks
+
+    clips = [{"static_min_pair_maxdiff": 0.1, "d_static": 3.0, "d_moving": 1.0}] * 3
+    names = ["normals", "albedo", "materials", "swap", "d_static", "min_diff", "share", "means"]
+    result = lambda agg, per=clips, k=2: dict(zip(names, [r["pass"] for r in checks(agg, per, k)]))  # noqa: E731
+    assert all(result(_agg()).values())
+    assert result(_agg(normal_mae_model=26.99))["normals"] and not result(_agg(normal_mae_model=27.01))["normals"]
+    assert not result(_agg(normal_mae_model=24.1, normal_mae_b2=30.0))["normals"]  # <= 0.6 B1 = 27, > 0.8 B2 = 24
+    assert result(_agg(albedo_simse_model=0.0159))["albedo"] and not result(_agg(albedo_simse_model=0.0161))["albedo"]
+    assert result(_agg(material_mae_model=0.179))["materials"] and not result(_agg(material_mae_model=0.181))["materials"]
+    assert result(_agg(normal_mae_swapped=15.0))["swap"] and not result(_agg(normal_mae_swapped=14.9))["swap"]
+    assert result(_agg(normal_mae_swapped=float("nan")))["swap"] is None
+    assert result(_agg(d_static=1.5))["d_static"] and not result(_agg(d_static=1.49))["d_static"]
+    assert not result(_agg(d_static=1.0, d_moving=1.0))["means"]  # D_static must exceed D_moving
+    assert not result(_agg(), clips[:2] + [{**clips[0], "static_min_pair_maxdiff": 1e-3}])["min_diff"]
+    flat = [{"static_min_pair_maxdiff": 0.1, "d_static": 1.0, "d_moving": 2.0}]
+    assert result(_agg(), clips * 2 + flat * 4)["share"] and not result(_agg(), clips + flat * 3)["share"]  # 6/10, 3/6
+    assert all(v is None for k, v in result(_agg(), k=1).items() if k in ("d_static", "min_diff", "share", "means"))
+    assert not result(_agg(normal_mae_b2=float("nan")))["normals"]  # an unmeasured baseline never passes
 
 
 def test_clip_metrics_wiring_with_perfect_prediction():
