@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     p.add_argument("--ckpt", required=True, help="model.safetensors of an sfd run")
     p.add_argument("--data-root", help="the training folder the run used (default: the config's analytic scene)")
     p.add_argument("--export", help="folder written by scripts/sfd_export.py (adds the 3D metrics)")
+    p.add_argument("--gt-scene", help="the scene folder the data came from (scripts/sfd_make_scene.py): GT mesh, light "
+                   "and roughness for the object-frame 3D metrics and the env-map error")
     p.add_argument("--samples", type=int_at_least(100), default=200000, help="surface samples per mesh")
     p.add_argument("--out", help="write the metrics as JSON here (default: print only)")
     p.add_argument("--threads", type=int_at_least(1), default=None)
@@ -42,12 +44,28 @@ def main(argv=None) -> int:
     scene = system.scene(args.data_root)
     if scene.gt is None:
         raise UserError(f"{args.data_root}: no synthetic ground truth (train/000_diffuse.png) to compare with")
-    result = evaluate(system, scene, str(pile) if pile else None, samples=args.samples)
+    if args.gt_scene:
+        add_scene_gt(scene, Path(args.gt_scene))
+    obj = str(Path(args.export) / "object.obj") if args.export else None
+    result = evaluate(system, scene, str(pile) if pile else None, samples=args.samples, object_mesh=obj)
     text = json.dumps(result, indent=1)
     if args.out:
         write_text(Path(args.out), text + "\n")
     print(text)
     return 0
+
+
+def add_scene_gt(scene, folder: Path) -> None:
+    """GT mesh (object frame), SG light and roughness of a rendered scene folder."""
+    import numpy as np
+    import trimesh
+
+    mesh = trimesh.load(existing_file(folder / "gt/object.obj", "--gt-scene mesh"), force="mesh", process=False)
+    scene.gt["mesh"] = (np.asarray(mesh.vertices), np.asarray(mesh.faces))
+    scene.gt["light"] = json.loads(existing_file(folder / "gt/light.json", "--gt-scene light").read_text())
+    info = folder / "scene.json"
+    if info.is_file():
+        scene.gt["roughness"] = float(json.loads(info.read_text()).get("roughness", 0.5))
 
 
 if __name__ == "__main__":

@@ -150,9 +150,10 @@ def test_tiny_export_opens_in_trimesh_and_metrics_are_finite(chain, tmp_path):
     tf = json.loads((tmp_path / "exp/transforms.json").read_text())
     assert len(tf["instances"]) == 3 and np.allclose(np.array(tf["instances"][0]["object_to_world"])[3], [0, 0, 0, 1])
     pile = trimesh.load(tmp_path / "exp/pile.obj", force="mesh", process=False)
-    res = evaluate(system, system.scene(), str(tmp_path / "exp/pile.obj"), samples=2000)
+    res = evaluate(system, system.scene(), str(tmp_path / "exp/pile.obj"), samples=2000,
+                   object_mesh=str(tmp_path / "exp/object.obj"))
     for key in ("mask_iou", "psnr_object", "ssim_object", "normal_angle_deg", "albedo_psnr_aligned", "roughness_mae",
-                "env_mse", "chamfer_l1", "fscore@1%", "normal_consistency"):
+                "env_mse", "chamfer_l1", "fscore@1%", "normal_consistency", "object_chamfer_l1"):
         assert np.isfinite(res[key]), key
     assert 0 <= res["mask_iou"] <= 1 and res["chamfer_l1"] < 0.2
     # the pile mesh is the object mesh placed 3 times

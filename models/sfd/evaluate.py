@@ -20,7 +20,31 @@ def gt_pile(scene: Scene):
     return np.concatenate(verts), np.concatenate(faces)
 
 
-def evaluate(system, scene: Scene, pile_mesh: str | None = None, samples: int = 20000, seed: int = 0) -> dict:
+def object_metrics(system, object_mesh: str, gt: dict, samples: int, seed: int) -> dict:
+    """Canonical mesh vs GT object mesh, in the GT object frame. The similarity between the reconstruction's object
+    frame and the GT one comes from the virtual cameras: the camera centre seen from each instance, P_k^-1 C, is
+    the same physical point in both (Umeyama on the N centres)."""
+    g = system.net.geo
+    poses = g.poses().detach().numpy().astype(np.float64)
+    cam = g.cam_c2w.numpy().astype(np.float64)[:3, 3]
+    o_pred = np.stack([np.linalg.solve(p, np.r_[cam, 1])[:3] for p in poses])
+    o_gt = np.stack([np.linalg.solve(p, np.r_[gt["c2w"][:3, 3], 1])[:3] for p in gt["poses"]])
+    s, r, t = _umeyama(o_pred, o_gt)
+    mesh = trimesh.load(object_mesh, force="mesh", process=False)
+    S = g.scale_matrix.numpy().astype(np.float64)
+    rng = np.random.default_rng(seed)
+    pp, pn = M.sample_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), samples, rng)
+    pp = s * (pp @ S[:3, :3].T + S[:3, 3]) @ r.T + t
+    pn = pn @ r.T
+    gv, gf = gt["mesh"]
+    gp, gn = M.sample_mesh(gv, gf, samples, rng)
+    res = M.surface_metrics(pp, pn, gp, gn, float(np.linalg.norm(gv.max(0) - gv.min(0))))
+    res["align_residual"] = float(np.linalg.norm(s * o_pred @ r.T + t - o_gt, axis=1).mean())
+    return res
+
+
+def evaluate(system, scene: Scene, pile_mesh: str | None = None, samples: int = 20000, seed: int = 0,
+             object_mesh: str | None = None) -> dict:
     res = scene.width
     lab = system.render_image(res, labels=scene.labels)      # segmentation mode, as in training
     free = system.render_image(res)                           # instances picked without labels
@@ -42,17 +66,21 @@ def evaluate(system, scene: Scene, pile_mesh: str | None = None, samples: int = 
     if "roughness" in lab and "roughness" in gt_d and union.any():
         out.update(M.roughness_errors(lab["roughness"], gt_d["roughness"], union))
     poses_pred = system.net.geo.poses().detach().numpy().astype(np.float64)
-    if "poses" in gt_d and "light" in gt_d and int(system.net.mat.fitted):
+    if "c2w" in gt_d and "light" in gt_d and int(system.net.mat.fitted):
         light = {k: v.detach().numpy() for k, v in system.net.mat.light().items()}
-        rot = M.rotation_between_frames(poses_pred, gt_d["poses"])
+        # world frames differ by a similarity; its rotation follows from the one camera seen in both
+        rot = gt_d["c2w"][:3, :3] @ system.net.geo.cam_c2w.numpy().astype(np.float64)[:3, :3].T
         out.update(M.envmap_error(light, gt_d["light"], rot))
+    if object_mesh is not None and "mesh" in gt_d and "poses" in gt_d and "c2w" in gt_d:
+        out.update({f"object_{k}": v for k, v in object_metrics(system, object_mesh, gt_d, samples, seed).items()})
     if pile_mesh is not None and "mesh" in gt_d:
         mesh = trimesh.load(pile_mesh, force="mesh", process=False)
         gv, gf = gt_pile(scene)
         rng = np.random.default_rng(seed)
         pp, pn = M.sample_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), samples, rng)
         gp, gn = M.sample_mesh(gv, gf, samples, rng)
-        # predicted world -> GT world: a similarity fitted on the instance centres (identity for oracle poses)
+        # predicted world -> GT world: the similarity fitted on the instance centres (identity for oracle poses;
+        # approximate for SfM poses, whose object origin differs; use object_mesh for that case)
         if len(poses_pred) >= 3:
             s, r, t = _umeyama(poses_pred[:, :3, 3], gt_d["poses"][:, :3, 3])
             pp, pn = s * pp @ r.T + t, pn @ r.T

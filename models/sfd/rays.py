@@ -63,6 +63,7 @@ def _analytic_scene(n: int, res: int, seed: int, supersample: int) -> Scene:
     v, _, f = L.mesh_arrays()
     gt = {"albedo": out["albedo"], "normal": n_cam, "roughness": scene_analytic.ROUGHNESS, "light": layout.light,
           "poses": layout.object_to_world, "mesh": (v, f), "depth": out["depth"]}
+    gt["c2w"] = layout.c2w_gl
     return Scene(c2w=layout.c2w_gl, focal=layout.focal, width=layout.width, height=layout.height,
                  poses=layout.object_to_world, scale=scale, rgb=out["rgb"], labels=ids, normal=n_cam, gt=gt)
 
@@ -118,6 +119,11 @@ def folder_scene(folder: Path, cfg: DataConfig) -> Scene:
         gt = {"albedo": read_image(folder / "train/000_diffuse.png")[..., :3]}
         if (folder / "train/000_normal.png").is_file():
             gt["normal"] = _decode_normals(read_image(folder / "train/000_normal.png")[..., :3])
+        if (folder / "blender_object_gt_pose.json").is_file() and (folder / "blender_camera_gt_pose.json").is_file():
+            gt["poses"] = np.array([p["object_to_world"] for p in
+                                    json.loads((folder / "blender_object_gt_pose.json").read_text())["instances"]])
+            cam = json.loads((folder / "blender_camera_gt_pose.json").read_text())
+            gt["c2w"] = np.array(cam["frames"][0]["transform_matrix"])
     return Scene(c2w=np.array(info["c2w"]), focal=float(info["focal"]), width=w, height=h, poses=poses,
                  scale=np.array(info["scale"]), rgb=rgb, labels=seg.labels.astype(np.int64), normal=normal, gt=gt)
 
