@@ -320,3 +320,49 @@ def test_bf16_frozen_base_keeps_fp32_branch_masters():
         loss, _ = system(batch)
     loss.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in system.trainable().values())
+
+
+def test_system_on_a_base_folder_trains_exports_and_reloads(tmp_path):
+    """The real-weights path on tiny random components: from_base on a diffusers folder (transformer/, vae/,
+    scheduler/), one training step, a branch-only export naming the base, load_system = base + branch."""
+    from models import load_system
+    from models.core.checkpoint import export_checkpoint
+    from models.core.config import to_dict
+
+    vae, _ = components()
+    torch.manual_seed(0)
+    base = CogVideoXTransformer3DModel(num_attention_heads=2, attention_head_dim=8, in_channels=8, out_channels=4,
+                                       time_embed_dim=8, text_embed_dim=16, num_layers=2, sample_width=2,
+                                       sample_height=2, sample_frames=5, patch_size=2, temporal_compression_ratio=4,
+                                       max_text_seq_length=8)
+    folder = tmp_path / "cogvideox"
+    base.save_pretrained(folder / "transformer")
+    vae.save_pretrained(folder / "vae")
+    dpm_scheduler().save_config(folder / "scheduler")
+    net = {"in_channels": 8, "out_channels": 4, "sample_width": 2, "sample_height": 2, "sample_frames": 5,
+           "temporal_compression_ratio": 4}
+    system = tiny_system(base=str(folder), vae="base", **{f"net.{k}": v for k, v in net.items()},
+                         **{"data.frames": 5, "data.height": 16, "data.width": 16})
+    ds = system.train_dataset()
+    batch = {k: torch.stack([ds[(i, i)][k] for i in range(2)]) for k in ("video", "tracking")}
+    batch.update(prompt=["a", "b"], seed=torch.tensor([1, 2]))
+    loss, _ = system(batch)
+    loss.backward()
+    torch.optim.SGD(list(system.trainable().values()), lr=0.5).step()
+    state = system.export_state_dict()
+    assert set(state) == set(system.net.branch_state_dict())
+    path = export_checkpoint(tmp_path / "das.safetensors", system="das", config=to_dict(system.cfg),
+                             state_dict=state, extra=system.export_metadata())
+    again = load_system(path)
+    ref = {k: v for k, v in system.net.state_dict().items()}
+    assert all(torch.equal(ref[k], v) for k, v in again.net.state_dict().items())
+    inputs = system.example_inputs()
+    a = system.infer(inputs, [0], steps=2)["video"]
+    b = again.infer(inputs, [0], steps=2)["video"]
+    assert a.shape[0] == 1 and a.shape[2:] == (16, 16, 3) and np.array_equal(a, b)
+    (folder / "transformer" / "config.json").write_text(json.dumps({**json.loads(
+        (folder / "transformer" / "config.json").read_text()), "num_layers": 1}))
+    from models.core.cli import UserError
+
+    with pytest.raises(UserError):
+        tiny_system(base=str(folder), vae="base", **{f"net.{k}": v for k, v in net.items()})

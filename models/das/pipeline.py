@@ -191,21 +191,30 @@ def dpm_scheduler(config: dict | None = None) -> CogVideoXDPMScheduler:
     return CogVideoXDPMScheduler(**base)
 
 
-def load_components(folder: str | Path, torch_dtype=None) -> dict:
-    """VAE, T5, tokenizer and scheduler of a local CogVideoX / DaS pipeline folder (no Hub access)."""
-    from diffusers import AutoencoderKLCogVideoX
-    from transformers import T5EncoderModel, T5Tokenizer
-
+def load_components(folder: str | Path, torch_dtype=None,
+                    parts=("vae", "text_encoder", "tokenizer", "scheduler")) -> dict:
+    """The VAE, T5, tokenizer and scheduler (or the named `parts`) of a local CogVideoX / DaS pipeline folder."""
     folder = Path(folder)
-    need = ["vae", "text_encoder", "tokenizer", "scheduler", "transformer"]
-    missing = [n for n in need if not (folder / n).is_dir()]
+    missing = [n for n in parts if not (folder / n).is_dir()]
     if missing:
         raise FileNotFoundError(f"{folder}: missing {', '.join(n + '/' for n in missing)}; expected a diffusers "
-                                f"CogVideoX-5B-I2V or DaS folder with {', '.join(n + '/' for n in need)}")
+                                "CogVideoX-5B-I2V or DaS folder with transformer/ vae/ text_encoder/ tokenizer/ "
+                                "scheduler/")
     kw = dict(local_files_only=True)
-    return {
-        "vae": AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype, **kw),
-        "text_encoder": T5EncoderModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype, **kw),
-        "tokenizer": T5Tokenizer.from_pretrained(folder, subfolder="tokenizer", **kw),
-        "scheduler": dpm_scheduler(CogVideoXDPMScheduler.load_config(folder, subfolder="scheduler", **kw)),
-    }
+    out = {}
+    if "vae" in parts:
+        from diffusers import AutoencoderKLCogVideoX
+
+        out["vae"] = AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype, **kw)
+    if "text_encoder" in parts:
+        from transformers import T5EncoderModel
+
+        out["text_encoder"] = T5EncoderModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype,
+                                                             **kw)
+    if "tokenizer" in parts:
+        from transformers import T5Tokenizer
+
+        out["tokenizer"] = T5Tokenizer.from_pretrained(folder, subfolder="tokenizer", **kw)
+    if "scheduler" in parts:
+        out["scheduler"] = dpm_scheduler(CogVideoXDPMScheduler.load_config(folder, subfolder="scheduler", **kw))
+    return out

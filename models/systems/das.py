@@ -200,15 +200,14 @@ class DaSSystem(System):
         if "base" in (cfg.vae, cfg.text):
             from models.das.pipeline import load_components
 
+            parts = ["scheduler"] + (["vae"] if cfg.vae == "base" else []) + (
+                ["text_encoder", "tokenizer"] if cfg.text == "base" else [])
             try:
-                comps = load_components(cfg.base)
-            except FileNotFoundError as err:
+                comps = load_components(cfg.base, parts=parts)
+            except (FileNotFoundError, OSError) as err:
                 raise UserError(str(err)) from None
-            if cfg.vae == "base":
-                out["vae"] = comps["vae"]
-            if cfg.text == "base":
-                out["text_encoder"], out["tokenizer"] = comps["text_encoder"], comps["tokenizer"]
-            self.scheduler = comps["scheduler"]
+            self.scheduler = comps.pop("scheduler")
+            out.update(comps)
         for m in out.values():
             if isinstance(m, torch.nn.Module):
                 m.requires_grad_(False).eval()
@@ -331,9 +330,10 @@ class DaSSystem(System):
         from models.das.pipeline import DaSImageToVideoPipeline
 
         text = self.cfg.text
+        vae = self.aux("vae")  # builds every helper
         return DaSImageToVideoPipeline(tokenizer=self._aux.get("tokenizer") if text == "base" else None,
                                        text_encoder=self.aux("text_encoder") if text != "none" else None,
-                                       vae=self.aux("vae"), transformer=self.net, scheduler=self.scheduler)
+                                       vae=vae, transformer=self.net, scheduler=self.scheduler)
 
     def example_inputs(self) -> dict:
         from models.das.training import toy_clip
