@@ -8,8 +8,8 @@ import torch
 pytest.importorskip("diffusers")
 from diffusers import CogVideoXTransformer3DModel  # noqa: E402
 
-from models.nets.das_tracking_transformer import (CheckpointFormatError, CogVideoXTransformer3DModelTracking,  # noqa: E402
-                                                  cogvideox_5b_i2v_config, is_branch_key)
+from models.nets.das_tracking_transformer import (  # noqa: E402
+    CheckpointFormatError, CogVideoXTransformer3DModelTracking, cogvideox_5b_i2v_config, is_branch_key)
 
 TINY = dict(num_attention_heads=2, attention_head_dim=8, in_channels=8, out_channels=4, time_embed_dim=8,
             text_embed_dim=16, num_layers=2, sample_width=8, sample_height=8, sample_frames=5, patch_size=2,
@@ -212,7 +212,7 @@ def test_m8_shapes_and_sequence_length():
     model = CogVideoXTransformer3DModelTracking(**TINY, num_tracking_blocks=1).eval()
     seen = []
     model.transformer_blocks_copy[0].register_forward_hook(
-        lambda m, args, kwargs, out: seen.append((kwargs["hidden_states"].shape, kwargs["encoder_hidden_states"].shape)),
+        lambda m, args, kw, out: seen.append((kw["hidden_states"].shape, kw["encoder_hidden_states"].shape)),
         with_kwargs=True)
     x, text, track, t = inputs(frames=3)
     with torch.no_grad():

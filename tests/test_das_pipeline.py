@@ -156,7 +156,8 @@ def test_seeded_tracking_encoding_and_per_sample_seeds():
     assert not torch.equal(a, mode)
     args, _ = call_args(batch=2, seeds=(0, 5), num_inference_steps=2, output_type="latent")
     both = pipe(**args, tracking_video=track, progress=False)  # element 0 has the same image as above
-    assert (both[0] - a[0]).abs().max() < 1e-5 and (both[1] - a[0]).abs().max() > 1e-3  # seed 0's sample does not depend on its batch neighbours
+    # seed 0's sample does not depend on its batch neighbours
+    assert (both[0] - a[0]).abs().max() < 1e-5 and (both[1] - a[0]).abs().max() > 1e-3
 
 
 def test_bad_tracking_video_is_refused():

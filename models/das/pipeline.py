@@ -1,7 +1,7 @@
 """Diffusion-as-Shader image-to-video pipeline (Gu et al. 2025, Sec. 3.3-3.4) on diffusers' CogVideoX I2V pipeline.
 
 Differences from the released demo, each a switch whose default is the training-time behaviour:
-- the tracking video reaches the VAE in [-1, 1] as in training (`tracking_range="01_compat"` feeds [0, 1] like the demo);
+- the tracking video reaches the VAE in [-1, 1] as in training (`tracking_range="01_compat"`: [0, 1], as the demo);
 - its latents are drawn from generators seeded from the pipeline's seeds, without consuming their streams (so the video
   noise is that of the plain I2V pipeline), or taken as the posterior mode;
 - `num_inference_steps` is honoured; dynamic CFG is `off`, `compat` (the cosine of the raw timestep, as released) or
@@ -154,7 +154,8 @@ class DaSImageToVideoPipeline(CogVideoXImageToVideoPipeline):
         old_x0 = None
         for i, t in enumerate(self.progress_bar(timesteps) if progress else timesteps):
             x_in = torch.cat([latents] * 2) if cfg else latents
-            x_in = torch.cat([self.scheduler.scale_model_input(x_in, t), torch.cat([image_latents] * (2 if cfg else 1))], 2)
+            image_in = torch.cat([image_latents] * 2) if cfg else image_latents
+            x_in = torch.cat([self.scheduler.scale_model_input(x_in, t), image_in], 2)
             v = self.transformer(hidden_states=x_in, encoder_hidden_states=text, timestep=t.expand(x_in.shape[0]),
                                  tracking_maps=track_in, ofs=ofs, image_rotary_emb=rope, return_dict=False,
                                  tracking_scale=tracking_scale)[0].float()
@@ -182,7 +183,7 @@ class DaSImageToVideoPipeline(CogVideoXImageToVideoPipeline):
 
 
 def dpm_scheduler(config: dict | None = None) -> CogVideoXDPMScheduler:
-    """The CogVideoX-5B scheduler (v-prediction, zero-terminal-SNR, trailing spacing) unless a folder config is given."""
+    """CogVideoX-5B's scheduler (v-prediction, zero-terminal-SNR, trailing spacing), or a folder's config."""
     base = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                 prediction_type="v_prediction", rescale_betas_zero_snr=True, snr_shift_scale=1.0, set_alpha_to_one=True,
                 steps_offset=0, timestep_spacing="trailing", clip_sample=False)

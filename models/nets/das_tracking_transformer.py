@@ -154,8 +154,9 @@ class CogVideoXTransformer3DModelTracking(CogVideoXTransformer3DModel):
         if not isinstance(base, CogVideoXTransformer3DModel):
             config = _read_config(base, subfolder)
             if "num_tracking_blocks" in config:
+                n = config["num_tracking_blocks"]
                 raise CheckpointFormatError(f"{base}: this is already a DaS tracking transformer "
-                                            f"(num_tracking_blocks={config['num_tracking_blocks']}); use from_pretrained")
+                                            f"(num_tracking_blocks={n}); use from_pretrained")
             base = CogVideoXTransformer3DModel.from_pretrained(base, subfolder=subfolder, torch_dtype=torch_dtype,
                                                                local_files_only=True, **kwargs)
         config = {k: v for k, v in dict(base.config).items() if not k.startswith("_")}
@@ -165,8 +166,9 @@ class CogVideoXTransformer3DModelTracking(CogVideoXTransformer3DModel):
         result = model.load_state_dict(state, strict=False, assign=True)
         branch = {k for k in model.state_dict() if is_branch_key(k)}
         if set(result.missing_keys) != branch or result.unexpected_keys:
-            raise CheckpointFormatError(f"base weights do not fit: missing {sorted(set(result.missing_keys) - branch)[:3]}"
-                                        f", unexpected {result.unexpected_keys[:3]}")
+            lost = sorted(set(result.missing_keys) - branch)[:3]
+            raise CheckpointFormatError(f"base weights do not fit: missing {lost}, unexpected "
+                                        f"{result.unexpected_keys[:3]}")
         ref = next(base.parameters())
         for module in model.branch_modules():
             module.to_empty(device=ref.device)

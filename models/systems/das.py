@@ -286,8 +286,8 @@ class DaSSystem(System):
         x_t = a * x0 + s * eps
         v = a * eps - s * x0
         F, _, h, w = x0.shape[1:]
-        rope = rotary_embedding(self.net.config, F, h, w, x0.device) if self.net.config.use_rotary_positional_embeddings \
-            else None
+        use_rope = self.net.config.use_rotary_positional_embeddings
+        rope = rotary_embedding(self.net.config, F, h, w, x0.device) if use_rope else None
         pred = self.net(torch.cat([x_t, image], 2), text, timesteps,
                         tracking_maps=tracking if self.cfg.stage == "branch" else None,
                         image_rotary_emb=rope, return_dict=False)[0]
