@@ -11,8 +11,8 @@ mkdir -p "$R"
     --fix-focal --no-progress
 T="python train_diffusion.py --config configs/sfd/cpu.json --data-root $R/data --save-every 250 --no-demo"
 $T --out "$R/geo"
-$T --out "$R/vis" --set stage=vis train.steps=300 --init-from "$R/geo/model.safetensors" --init-map geo.=geo.
-$T --out "$R/mat" --set stage=mat train.steps=600 --init-from "$R/vis/model.safetensors" --init-map geo.=geo. vis.=vis.
+$T --out "$R/vis" --set stage=vis train.steps=200 --init-from "$R/geo/model.safetensors" --init-map geo.=geo.
+$T --out "$R/mat" --set stage=mat train.steps=300 --init-from "$R/vis/model.safetensors" --init-map geo.=geo. vis.=vis.
 [ -f "$R/export/COMPLETE.json" ] || python scripts/sfd_export.py --ckpt "$R/mat/model.safetensors" --out "$R/export" \
     --mesh-res 128 --texture-res 512 --overwrite
 python scripts/sfd_eval.py --ckpt "$R/mat/model.safetensors" --data-root "$R/data" --export "$R/export" \
