@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.core.cli import Parser, UserError, cli_main, finite_float, int_at_least, mark_complete  # noqa: E402
 from models.core.io import write_text  # noqa: E402
 
-MAX_COST_RETRIES = (2.0, 4.0, 8.0)  # xatlas chart cost: larger -> fewer, larger charts
 
 
 def shape_jobs(args) -> list[tuple]:
@@ -43,7 +42,7 @@ def make_one(job_and_cfg) -> dict:
     import numpy as np
 
     from models.omages import format as fmt
-    from models.omages.encode import EncodeError, encode_mesh
+    from models.omages.encode import EncodeError, encode_with_retries
     from models.omages.procedural import FAMILIES, make_shape
 
     out = Path(cfg["out"]) / "shapes"
@@ -54,18 +53,17 @@ def make_one(job_and_cfg) -> dict:
     rec = {"id": sid, "split": split, "class": fam, "class_id": FAMILIES.index(fam), "seed": int(seed),
            "success": False, "n_charts": 0, "margin": 0.0, "error": ""}
     shape = make_shape(fam, seed)
-    for cost in MAX_COST_RETRIES:
-        try:
-            res = encode_mesh(shape.mesh_input(), res=cfg["res"], margin=cfg["margin"], max_cost=cost)
-        except EncodeError as err:
-            rec["error"] = str(err)
-            continue
-        rec.update(success=True, n_charts=res.n_charts, margin=round(res.margin, 5), error="", max_cost=cost,
-                   faces=int(len(shape.faces)), occupied=float(fmt.occupancy(res.omage).mean()))
+    try:
+        res, how = encode_with_retries(shape.mesh_input(), res=cfg["res"], margin=cfg["margin"])
+    except EncodeError as err:
+        rec["error"] = str(err)
+    else:
+        rec.update(success=True, n_charts=res.n_charts, margin=round(res.margin, 5), error="",
+                   max_cost=how["max_cost"], charts_dropped=how["charts_dropped"], faces=int(len(shape.faces)),
+                   occupied=float(fmt.occupancy(res.omage).mean()))
         fmt.save_omage(out / f"{sid}.npz", res.omage)
         if cfg["keep_source"]:
             fmt.save_omage(out / f"{sid}_src{cfg['res']}.npz", res.source)
-        break
     if not rec["success"]:
         fmt.save_omage(out / f"{sid}.npz", np.zeros((64, 64, fmt.N_CHANNELS), np.float32))
     write_text(meta_path, json.dumps(rec) + "\n")  # written last: its presence means the shape is done

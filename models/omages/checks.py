@@ -18,7 +18,7 @@ def roundtrip(res: EncodeResult, which: str = "sparse", n: int = 10_000, seed: i
     factor = res.source.shape[0] // res.omage.shape[0]
     om = {"sparse": res.omage, "naive": naive_downsample(res.source, factor), "source": res.source}[which]
     mesh = decode(om)
-    return surface_errors(mesh.vertices, mesh.faces, res.vertices, res.faces, n=n, seed=seed), mesh
+    return surface_errors(mesh.vertices, mesh.faces, res.vertices, res.input_faces, n=n, seed=seed), mesh
 
 
 def block_charts(res: EncodeResult, out_res: int | None = None) -> np.ndarray:

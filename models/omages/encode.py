@@ -56,6 +56,7 @@ class EncodeResult:
     margin: float                # effective packing margin, fraction of the square side
     vertices: np.ndarray         # normalised input vertices (the ground truth the omage encodes)
     faces: np.ndarray            # input faces that were kept (dropped tiny charts removed)
+    input_faces: np.ndarray      # all input faces (the ground truth, including any dropped charts)
     chart_boxes: np.ndarray      # (n_charts, 4) UV bounding boxes (u0, v0, u1, v1) in [0, 1]
     center: np.ndarray = None    # normalisation: v_norm = (v - center) * scale
     scale: float = 1.0
@@ -150,13 +151,24 @@ def compute_charts(v: np.ndarray, f: np.ndarray, uv: np.ndarray | None = None, *
         good = np.zeros(n, dtype=bool)
         good[order[:max_charts]] = True
     if not good.all():
-        # drop the faces of removed charts and repack the remaining islands as they are
+        # drop the faces of removed charts and chart the rest again (islands of a repack could split further)
         keep = np.nonzero(good[chart])[0]
-        sub_f = fo[keep]
-        used, inv = np.unique(sub_f, return_inverse=True)
-        vmap2, fo2, uvo2, chart2, eff = _xatlas(v[vmap[used]], inv.reshape(-1, 3), uvo[used],
-                                                pack_res, margin, max_cost)
-        vmap, fo, uvo, chart = vmap[used][vmap2], fo2, uvo2, chart2
+        for _ in range(3):
+            sub = f[keep]
+            used, inv = np.unique(sub, return_inverse=True)
+            sub_uv = None if uv is None else uv[used]
+            vmap, fo, uvo, chart, eff = _xatlas(v[used], inv.reshape(-1, 3), sub_uv, pack_res, margin, max_cost)
+            vmap = used[vmap]
+            n = int(chart.max()) + 1
+            area = np.bincount(chart, weights=_triangle_areas(v, sub), minlength=n)
+            good = np.zeros(n, dtype=bool)
+            good[np.argsort(-area)[:max_charts]] = True
+            good &= area >= min_area
+            if good.all():
+                break
+            keep = keep[good[chart]]
+        else:
+            raise EncodeError(f"{name}: could not reduce the mesh to {max_charts} charts")
     return vmap, fo, uvo, chart, eff, keep
 
 
@@ -260,7 +272,23 @@ def encode_mesh(mesh: MeshInput, *, res: int = 256, out_res: int = 64, margin: f
         np.maximum.at(boxes[:, k + 2], chart, cu[:, :, axis].max(axis=1))
     timings["total"] = time.perf_counter() - t0
     return EncodeResult(omage=omage, source=source, chart_map=chart_map, n_charts=n, margin=float(eff),
-                        vertices=v, faces=f[keep], chart_boxes=boxes, center=center, scale=scale, timings=timings)
+                        vertices=v, faces=f[keep], input_faces=f, chart_boxes=boxes, center=center, scale=scale, timings=timings)
+
+
+def encode_with_retries(mesh: MeshInput, costs=(2.0, 4.0, 8.0), **kwargs) -> tuple[EncodeResult, dict]:
+    """Encode; when xatlas over-segments (more than 64 charts), retry with larger charts (xatlas max_cost) and
+    finally keep the 64 largest. Returns the result and {max_cost, charts_dropped}."""
+    kwargs.pop("too_many", None)
+    err = None
+    for cost in costs:
+        try:
+            return encode_mesh(mesh, max_cost=cost, **kwargs), {"max_cost": cost, "charts_dropped": False}
+        except EncodeError as e:
+            if "charts" not in str(e):
+                raise
+            err = e
+    res = encode_mesh(mesh, max_cost=costs[-1], too_many="largest", **kwargs)
+    return res, {"max_cost": costs[-1], "charts_dropped": True, "first_error": str(err)}
 
 
 def load_mesh(path: str | Path) -> MeshInput:
