@@ -63,8 +63,8 @@ def lambertian_r2(normals, image, mask=None, min_intensity: float = 1e-5) -> flo
     """How well ONE directional light explains `image` [H, W] on the map `normals` [3, H, W]: R^2 of the least-squares
     fit I ~ n . l (l free, so it absorbs the albedo) over the lit foreground pixels (I >= min_intensity).
 
-    The Lambertian model of the paper's stimuli; a flat map predicts a constant and scores 0, a map of noise about 0 or below,
-    the true map (or its depth-reversed twin under the mirrored light) 1.
+    The Lambertian model of the paper's stimuli; a flat map predicts a constant and scores 0, a map of noise about 0
+    or below, the true map (or its depth-reversed twin under the mirrored light) 1.
     """
     n, img = _t(normals).cpu(), _t(image).cpu().reshape(np.shape(image)[-2:])
     sel = img >= min_intensity

@@ -5,8 +5,8 @@ B1 held-out Huber eps-loss (t uniform) <= 0.03.  B2 seam ratio S = seam / interi
 mean error <= 25°, seed-average <= 30°, best median <= 20°, >= 15° better than flat, within 5° of inflation.
 B4 ambiguous stimuli with GT: both modes, minority >= 3/16 on >= 3 of 4, mode-assigned error <= 20°; a sample
 counts for a mode only if one light explains the image (R² >= 0.5) and it is nearer that mode than the flat map.
-B5 W(samples, {GT, flip}) < 1/2 ||GT - flip||.  B6 >= 80% of object samples pick the GT (convex) mode.  B7 >= 90% of used tiles
-within 90° of the global light tilt; the same without the lighting-consistency guidance (ablation, reported).
+B5 W(samples, {GT, flip}) < 1/2 ||GT - flip||.  B6 >= 80% of object samples pick the GT (convex) mode.  B7 >= 90% of
+used tiles within 90° of the global light tilt; the same without the lighting-consistency guidance (ablation, reported).
 B8 runtime (GPU: one vcycle160 sample <= 60 s, 16 seeds <= 180 s; CPU fast mode: the measured fast preset). In fast
 mode thresholds are reported but the run is too small to be conclusive; the notes say so.
 """
