@@ -318,9 +318,11 @@ class DaSSystem(System):
     @classmethod
     def from_export(cls, cfg, state, meta):
         """Base (folder, stage-A export or seeded random) + the exported branch."""
-        base = meta.get("das_base", "")
-        if cfg.base and not Path(cfg.base).exists() and base and Path(base).exists():
-            cfg.base = base
+        if cfg.base and not Path(cfg.base).exists():  # the recorded absolute path, or relative to the repository
+            root = Path(__file__).resolve().parents[2]
+            found = [c for c in (Path(meta.get("das_base") or cfg.base), root / cfg.base) if c.exists()]
+            if found:
+                cfg.base = str(found[0])
         system = cls(cfg)
         system.load_export(state)
         return system
