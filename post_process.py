@@ -79,7 +79,9 @@ def analyze_input(folder: Path, gt: str | None = None, gt_flip: str | None = Non
         if not m.all():
             out["inflation_mean_deg"] = A.angular_error(A.inflation_normals(m), g, m)[0]
         f = _load_normals(gt_flip, size) if gt_flip else A.flip(g).numpy()
-        split = A.mode_split(fused, g, m)
+        image = torch.nn.functional.interpolate(torch.from_numpy(raw["image"].astype(np.float32))[None, None],
+                                                size=(size, size), mode="area")[0, 0].numpy()
+        split = A.mode_split(fused, g, m, image=image)  # a sample counts for a mode only if it explains the image
         out["modes"] = {k: split[k] for k in ("modes", "n_gt", "n_flip", "minority", "mode_err")}
         ref = A.flatten_maps(torch.from_numpy(np.stack([g, f])))
         out["wasserstein"] = A.wasserstein(feats, ref)
