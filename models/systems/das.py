@@ -346,6 +346,19 @@ class DaSSystem(System):
             raise UserError("example_inputs exists for square toy sizes only")
         return {"image": clip["video"][0], "tracking": clip["tracking"], "prompt": "a square moving"}
 
+    def demo(self, out_dir: Path, step: int) -> list[Path]:
+        """Toy runs: tracking frames over generated frames for the example clip (seed 0)."""
+        if self.cfg.data.kind != "toy":
+            return []
+        from data.io import write_png
+        from models.das.video import preview_strip
+
+        inputs = self.example_inputs()
+        video = self.infer(inputs, [0], steps=min(self.cfg.sampling.steps, 10))["video"][0]
+        to8 = lambda v: (np.clip(v, 0, 1) * 255).round().astype(np.uint8).repeat(8, 1).repeat(8, 2)  # noqa: E731
+        strip = np.concatenate([preview_strip(to8(inputs["tracking"])), preview_strip(to8(video))], 0)
+        return [write_png(Path(out_dir) / f"das_s{step:08d}.png", strip)]
+
     @torch.no_grad()
     def infer(self, inputs: dict, seeds: list[int], steps: int | None = None, guidance: float | None = None,
               dynamic_cfg: str | None = None, tracking_scale: float = 1.0, tracking_guidance: float = 0.0,
