@@ -20,26 +20,44 @@ def gt_pile(scene: Scene):
     return np.concatenate(verts), np.concatenate(faces)
 
 
-def object_metrics(system, object_mesh: str, gt: dict, samples: int, seed: int) -> dict:
-    """Canonical mesh vs GT object mesh, in the GT object frame. The similarity between the reconstruction's object
-    frame and the GT one comes from the virtual cameras: the camera centre seen from each instance, P_k^-1 C, is
-    the same physical point in both (Umeyama on the N centres)."""
+def _apply(m, v):
+    return v @ m[:3, :3].T + m[:3, 3]
+
+
+def object_alignment(system, gt: dict) -> np.ndarray:
+    """4x4 similarity from the reconstruction's object frame to the GT object frame (Umeyama on the virtual camera
+    centres P_k^-1 C, the same physical point seen from each instance in both)."""
     g = system.net.geo
     poses = g.poses().detach().numpy().astype(np.float64)
     cam = g.cam_c2w.numpy().astype(np.float64)[:3, 3]
     o_pred = np.stack([np.linalg.solve(p, np.r_[cam, 1])[:3] for p in poses])
     o_gt = np.stack([np.linalg.solve(p, np.r_[gt["c2w"][:3, 3], 1])[:3] for p in gt["poses"]])
     s, r, t = _umeyama(o_pred, o_gt)
+    m = np.eye(4)
+    m[:3, :3], m[:3, 3] = s * r, t
+    return m
+
+
+def object_metrics(system, object_mesh: str, gt: dict, samples: int, seed: int) -> dict:
+    """Canonical mesh vs GT object mesh, in the GT object frame. The similarity between the reconstruction's object
+    frame and the GT one comes from the virtual cameras: the camera centre seen from each instance, P_k^-1 C, is
+    the same physical point in both (Umeyama on the N centres)."""
+    g = system.net.geo
+    m = object_alignment(system, gt)
+    poses = g.poses().detach().numpy().astype(np.float64)
+    o_pred = np.stack([np.linalg.solve(p, np.r_[g.cam_c2w.numpy().astype(np.float64)[:3, 3], 1])[:3] for p in poses])
+    o_gt = np.stack([np.linalg.solve(p, np.r_[gt["c2w"][:3, 3], 1])[:3] for p in gt["poses"]])
     mesh = trimesh.load(object_mesh, force="mesh", process=False)
     S = g.scale_matrix.numpy().astype(np.float64)
     rng = np.random.default_rng(seed)
     pp, pn = M.sample_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), samples, rng)
-    pp = s * (pp @ S[:3, :3].T + S[:3, 3]) @ r.T + t
-    pn = pn @ r.T
+    pp = _apply(m @ S, pp)
+    pn = pn @ m[:3, :3].T
+    pn /= np.linalg.norm(pn, axis=1, keepdims=True)
     gv, gf = gt["mesh"]
     gp, gn = M.sample_mesh(gv, gf, samples, rng)
     res = M.surface_metrics(pp, pn, gp, gn, float(np.linalg.norm(gv.max(0) - gv.min(0))))
-    res["align_residual"] = float(np.linalg.norm(s * o_pred @ r.T + t - o_gt, axis=1).mean())
+    res["align_residual"] = float(np.linalg.norm(_apply(m, o_pred) - o_gt, axis=1).mean())
     return res
 
 
@@ -77,13 +95,15 @@ def evaluate(system, scene: Scene, pile_mesh: str | None = None, samples: int = 
         mesh = trimesh.load(pile_mesh, force="mesh", process=False)
         gv, gf = gt_pile(scene)
         rng = np.random.default_rng(seed)
-        pp, pn = M.sample_mesh(np.asarray(mesh.vertices), np.asarray(mesh.faces), samples, rng)
+        pv = np.asarray(mesh.vertices)
+        if "c2w" in gt_d and "poses" in gt_d:
+            # copy k of the exported pile -> GT world: P_gt_k A P_pred_k^-1 (A = object-frame similarity)
+            a = object_alignment(system, gt_d)
+            nv = len(pv) // len(poses_pred)
+            pv = np.concatenate([_apply(gt_d["poses"][k] @ a @ np.linalg.inv(p), pv[k * nv:(k + 1) * nv])
+                                 for k, p in enumerate(poses_pred)])
+        pp, pn = M.sample_mesh(pv, np.asarray(mesh.faces), samples, rng)
         gp, gn = M.sample_mesh(gv, gf, samples, rng)
-        # predicted world -> GT world: the similarity fitted on the instance centres (identity for oracle poses;
-        # approximate for SfM poses, whose object origin differs; use object_mesh for that case)
-        if len(poses_pred) >= 3:
-            s, r, t = _umeyama(poses_pred[:, :3, 3], gt_d["poses"][:, :3, 3])
-            pp, pn = s * pp @ r.T + t, pn @ r.T
         diag = float(np.linalg.norm(gv.max(0) - gv.min(0)))
         out.update(M.surface_metrics(pp, pn, gp, gn, diag))
     return out
