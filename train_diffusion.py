@@ -219,6 +219,8 @@ def main(argv=None):
     if args.init_from and not resuming:
         lineage = init_from(system, args.init_from, args.init_map)
         log(f"initialised from {args.init_from} (step {lineage['lineage'][-1]['step']})")
+    if not resuming:
+        system.check_start()
     with accelerator.main_process_first():  # caches are built once, by the main process
         dataset = system.train_dataset("train", root=args.data_root)
     if len(dataset) == 0:

@@ -211,7 +211,7 @@ def test_stage_without_predecessor_is_one_line(tmp_path):
     from tests.cli_corpus import assert_user_error
 
     assert_user_error("train_diffusion.py", ["--config", TINY, "--out", str(tmp_path / "v"), "--set", "stage=vis",
-                                             "train.steps=2"], watch=tmp_path / "w", mentions="init-from")
+                                             "train.steps=2"], watch=tmp_path, mentions="init-from")
 
 
 def test_other_systems_export_is_refused(tmp_path):

@@ -8,6 +8,7 @@ frozen-base video DiT and a non-diffusion optimiser plug in alike:
   draw randomness through `self.rng(batch)` so a run does not depend on how the batch is split (processes,
   accumulation).
 - `train_dataset(split, root)`: items keyed by (index, seed). May offer `get_batch(keys)` for batched loading.
+- `check_start()`: refuse a fresh run that cannot start, before the run folder is touched.
 - `trainable()`: the named parameters that train (optimizer state and EMA exist only for these);
   `param_groups(lr)`: their optimizer groups. Frozen parts are simply left out.
 - `export_state_dict()` / `load_export(state)`: what goes in the exported .safetensors (the trainable subset with
@@ -52,6 +53,10 @@ class System(nn.Module):
         seeds = batch["seed"]
         device = next((v.device for v in batch.values() if torch.is_tensor(v) and v.is_floating_point()), "cpu")
         return SampleRNG(seeds, device)
+
+    def check_start(self) -> None:
+        """Called by the loop on a fresh run, after --init-from and before anything is written: raise
+        models.core.cli.UserError when the run cannot start (e.g. a later stage without its predecessor)."""
 
     def exported_module(self) -> nn.Module:
         """The module whose state dict is exported (key names as in the export file)."""

@@ -183,6 +183,9 @@ class SfdSystem(System):
             self._scene = s
         return self._scene
 
+    def check_start(self):
+        self._require_predecessor()
+
     def _require_predecessor(self):
         c = self.cfg.stage
         if c in ("vis", "mat") and int(self.net.geo.fitted) == 0:
@@ -197,7 +200,7 @@ class SfdSystem(System):
         loss, logs = {"geo": self._geo_step, "vis": self._vis_step, "mat": self._mat_step}[self.cfg.stage](batch)
         if not torch.isfinite(loss):
             raise UserError(f"sfd {self.cfg.stage}: the loss became {loss.item()} (terms: "
-                            f"{ {k: round(float(v), 4) for k, v in logs.items()} }); stopped, the last checkpoint "
+                            f"{ {k: round(float(v.detach()), 4) for k, v in logs.items()} }); stopped, the last checkpoint "
                             f"in the run folder is kept (try a lower optim.lr)")
         return loss, logs
 
