@@ -259,7 +259,7 @@ def build_parser() -> Parser:
     p.add_argument("--threads", type=int_at_least(1), help="CPU threads for torch (default: 1 when the machine is "
                    "already busy, i.e. load average >= cores, where extra threads only wait on each other; else "
                    "torch's choice)")
-    p.add_argument("--schedule", default="fast", help="preset in configs/sfs/schedules (fast, vcycle160, ...) or JSON")
+    p.add_argument("--schedule", default="fast", help="preset in models/sfs/schedules (fast, vcycle160, ...) or a JSON file")
     p.add_argument("--out", help="output folder, empty or new (default: a new evals/<date>_<name>[-k])")
     p.add_argument("--overwrite", action="store_true", help="allow a non-empty --out (its results are replaced)")
     p.add_argument("--name", help="run name for the default output folder (default sfs_<schedule>)")
