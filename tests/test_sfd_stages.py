@@ -207,6 +207,30 @@ def test_nan_loss_is_a_user_error():
         s(batch)
 
 
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import hashlib
+
+    from models.core.cli import UserError
+    from models.core.checkpoint import load_system
+    from models.systems.sfd import SfdSystem
+
+    out = tmp_path / "geo"
+    assert train("--out", str(out), "--save-every", "2", "--set", "train.steps=2") == 0
+    ckpt = out / "model.safetensors"
+    before = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    good = SfdSystem._geo_step
+    monkeypatch.setattr(SfdSystem, "_geo_step", lambda self, b: (lambda l, g: (l * float("nan"), g))(*good(self, b)))
+    try:
+        code = train("--out", str(out), "--save-every", "1", "--set", "train.steps=4")
+    except UserError as err:           # main may raise or turn it into exit 2
+        assert "not finite" in str(err) or "nan" in str(err)
+        code = 2
+    assert code == 2
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == before
+    assert all(torch.isfinite(v).all() for v in load_system(ckpt, expect="sfd").state_dict().values()
+               if v.is_floating_point())
+
+
 def test_stage_without_predecessor_is_one_line(tmp_path):
     from tests.cli_corpus import assert_user_error
 
