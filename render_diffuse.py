@@ -3,7 +3,7 @@
 
 Inputs (files or folders): .npy normal maps (3,H,W) or (H,W,3) with values in [-1, 1]; PNG normal maps (16-bit
 recommended) decoded as v / max * 2 - 1 with channels in RGB = (x right, y up, z toward the viewer) order; .exr
-normal maps stored as raw [-1, 1] floats (needs an EXR-capable imageio plugin). Foreground = pixels whose normal has
+normal maps stored as raw [-1, 1] floats (read with Mitsuba). Foreground = pixels whose normal has
 unit length within --fg-tol (and, if given, the --mask / PNG alpha); everything else renders as 0.
 
 Outputs per input, in --out: <name>.png (16-bit greyscale) and/or <name>.npy (float32 HxW), and <name>.json with

@@ -17,7 +17,7 @@ import numpy as np
 from models.core.color import REC709, luminance as _luminance
 from models.core.io import atomic_write, to_uint, write_npy, write_npz, write_png, write_text
 
-__all__ = ["read_image", "load_image", "fit_square", "resize_square", "check_output_path", "REC709", "atomic_write",
+__all__ = ["read_image", "read_exr", "load_image", "fit_square", "resize_square", "check_output_path", "REC709", "atomic_write",
            "to_uint", "write_png", "write_npy", "write_npz", "write_text"]
 
 
@@ -42,11 +42,7 @@ def _read_raw(path: Path) -> np.ndarray:
             raise ValueError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
         return arr
     if ext == ".exr":
-        try:
-            arr = iio.imread(path)
-        except Exception as err:  # imageio needs an EXR-capable plugin (e.g. imageio[freeimage] or opencv)
-            raise ValueError(f"{path}: cannot read EXR here ({err}); convert to .npy or 16-bit PNG") from None
-        return np.asarray(arr, dtype=np.float32)
+        return read_exr(path)
     arr = _read_png_cv2(path) if ext == ".png" else None
     if arr is None:
         try:
@@ -54,6 +50,22 @@ def _read_raw(path: Path) -> np.ndarray:
         except Exception as err:
             raise ValueError(f"{path}: not a readable image ({err})") from None
     return np.asarray(arr)
+
+
+def read_exr(path: str | Path) -> np.ndarray:
+    """An OpenEXR file as float32 (HxW or HxWxC, values as stored), read with Mitsuba's bitmap reader: the pip wheels
+    of imageio and OpenCV carry no EXR codec, Mitsuba (the `render` extra) does."""
+    from models.core.optional import require
+
+    try:
+        mi = require("mitsuba", "reading EXR files")
+    except ImportError as err:
+        raise ValueError(f"{path}: cannot read EXR here ({err}); convert to .npy or 16-bit PNG") from None
+    try:
+        arr = np.array(mi.Bitmap(str(path)), dtype=np.float32)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable EXR file ({str(err).strip().splitlines()[0][:160]})") from None
+    return arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr
 
 
 def _scale(arr: np.ndarray, path: Path) -> np.ndarray:

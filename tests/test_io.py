@@ -120,3 +120,25 @@ def test_check_output_path(tmp_path):
         check_output_path(tmp_path / "f" / "sub", "--out")
     with pytest.raises(UserError, match="is a folder"):
         check_output_path(tmp_path, "--out", folder=False)
+
+
+@pytest.mark.mitsuba
+def test_exr_read_as_stored(tmp_path):
+    """EXR depth and normal maps (the renderers' float outputs) read back exactly, through both readers."""
+    import mitsuba as mi
+
+    from models.das.sources import load_depth
+
+    rng = np.random.default_rng(0)
+    depth = (1 + 4 * rng.random((6, 9))).astype(np.float32)
+    normals = (rng.random((6, 9, 3)) * 2 - 1).astype(np.float32)
+    mi.Bitmap(depth).write(str(tmp_path / "d.exr"))
+    mi.Bitmap(normals).write(str(tmp_path / "n.exr"))
+    np.testing.assert_array_equal(read_image(tmp_path / "d.exr"), depth)
+    np.testing.assert_array_equal(read_image(tmp_path / "n.exr"), normals)
+    np.testing.assert_array_equal(load_depth(tmp_path / "d.exr"), depth.astype(np.float64))
+    (tmp_path / "bad.exr").write_bytes(b"not an exr")
+    with pytest.raises(ValueError, match="bad.exr: not a readable EXR"):
+        read_image(tmp_path / "bad.exr")
+    with pytest.raises(UserError, match="bad.exr"):
+        load_depth(tmp_path / "bad.exr")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.io import read_exr
 from models.core.cli import UserError
 from models.das.camera import check_intrinsics, pixel_grid, transform, unproject
 from models.das.templates import camera_motion, object_motion
@@ -47,14 +48,14 @@ def read_array(path: str | Path, what: str, keys: tuple[str, ...] = ("depth",)) 
             arr = np.load(path, allow_pickle=False)
         elif ext == ".npz":
             arr = _npz_array(path, keys)
+        elif ext == ".exr":
+            arr = read_exr(path)
         else:
             arr = np.asarray(iio.imread(path))
     except UserError:
         raise
     except Exception as err:
-        hint = "; EXR needs an imageio plugin that reads it (e.g. imageio[freeimage]), or convert to .npy" \
-            if ext == ".exr" else ""
-        raise UserError(f"{what} {path}: cannot read ({str(err).strip().splitlines()[0][:160]}){hint}") from None
+        raise UserError(f"{what} {path}: cannot read ({str(err).strip().splitlines()[0][:160]})") from None
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         raise UserError(f"{what} {path}: expected numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64)
