@@ -230,3 +230,24 @@ def test_synthetic_gt_images_reach_the_training_folder(tmp_path):
     hdr = np.load(tmp_path / "folder/train/000_rgb_linear.npy")
     np.testing.assert_allclose(hdr, lin.astype(np.float32).reshape(32, 2, 32, 2, 3).mean((1, 3)), atol=1e-5)
     assert cv2.imread(str(tmp_path / "folder/train/000_diffuse.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+@pytest.mark.parametrize("corrupt, match", [
+    (lambda inst: inst[0].update(object_to_world=np.diag([2.0, 1, 1, 1]).tolist()), "not a rigid rotation"),
+    (lambda inst: inst[1].update(object_to_world=np.full((4, 4), np.nan).tolist()), "finite"),
+    (lambda inst: inst.pop(), "4 poses in object_pred_pose.json but 5 instances"),
+])
+def test_training_refuses_inconsistent_poses(folder, tmp_path, corrupt, match):
+    """Part 2 reads the part-1 folder and refuses poses it cannot train on, with one clear line."""
+    import shutil
+
+    from models.core.cli import UserError
+    from models.sfd.rays import DataConfig, folder_scene
+
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    doc = json.loads((bad / "object_pred_pose.json").read_text())
+    corrupt(doc["instances"])
+    (bad / "object_pred_pose.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=match):
+        folder_scene(bad, DataConfig())
