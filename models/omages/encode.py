@@ -172,33 +172,53 @@ def compute_charts(v: np.ndarray, f: np.ndarray, uv: np.ndarray | None = None, *
     return vmap, fo, uvo, chart, eff, keep
 
 
+def _closest_on_triangles(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closest point of 2D triangles t (N, 3, 2) to points p (N, 2): squared distance (N,) and barycentric weights
+    (N, 3) of that point (an orthogonal projection onto the nearest edge when p lies outside)."""
+    best_d = np.full(len(p), np.inf)
+    best_w = np.zeros((len(p), 3))
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        a, b = t[:, i], t[:, j]
+        ab = b - a
+        s = np.clip(((p - a) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-24), 0.0, 1.0)
+        d = ((a + s[:, None] * ab - p) ** 2).sum(1)
+        w = np.zeros((len(p), 3))
+        w[np.arange(len(p)), i] = 1 - s
+        w[np.arange(len(p)), j] = s
+        better = d < best_d
+        best_d[better], best_w[better] = d[better], w[better]
+    return best_d, best_w
+
+
 def _extend_ring(face: np.ndarray, bary: np.ndarray, tri_px: np.ndarray):
-    """Dilate the coverage by one pixel (3x3): each ring pixel takes a covered neighbour's triangle (4-neighbours
-    before diagonals), evaluated at the ring pixel's centre and clamped onto that triangle, so the ring lies on the
-    chart's true 3D boundary (the role of the reference's 1-px 'extend' bake margin)."""
+    """Dilate the coverage by one pixel (3x3). Each ring pixel takes, among the triangles of its covered 8-neighbours,
+    the one nearest to its centre, evaluated at the orthogonal projection of the centre onto it: the nearest point of
+    the chart, which lies on the chart's true outline (the role of the reference's 1-px 'extend' bake margin). Taking
+    any neighbour's triangle instead can land on an interior edge, half a pixel inside the chart."""
     h, w = face.shape
     covered = face >= 0
-    out_face = face.copy()
-    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1)):
-        src = np.full_like(face, -1)
-        rs, re = max(dr, 0), h + min(dr, 0)
-        cs, ce = max(dc, 0), w + min(dc, 0)
-        src[rs - dr:re - dr, cs - dc:ce - dc] = face[rs:re, cs:ce]   # src[r, c] = face[r + dr, c + dc]
-        take = (out_face < 0) & (src >= 0)
-        out_face[take] = src[take]
-    ring = (out_face >= 0) & ~covered
+    pad = np.pad(face, 1, constant_values=-1)
+    cand = np.stack([pad[1 + dr:1 + dr + h, 1 + dc:1 + dc + w] for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+                     if dr or dc], axis=-1)                             # (H, W, 8) neighbours' triangles
+    ring = ~covered & (cand >= 0).any(axis=-1)
     rr, cc = np.nonzero(ring)
-    fi = out_face[rr, cc]
-    t = tri_px[fi]
-    e0, e1 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
-    det = e0[:, 0] * e1[:, 1] - e1[:, 0] * e0[:, 1]
-    vx, vy = cc - t[:, 0, 0], rr - t[:, 0, 1]
-    w1 = (vx * e1[:, 1] - e1[:, 0] * vy) / det
-    w2 = (e0[:, 0] * vy - vx * e0[:, 1]) / det
-    wts = np.clip(np.stack([1 - w1 - w2, w1, w2], axis=1), 0.0, None)
-    wts /= np.maximum(wts.sum(axis=1, keepdims=True), 1e-12)
-    out_bary = bary.copy()
-    out_bary[rr, cc] = wts
+    out_face, out_bary = face.copy(), bary.copy()
+    if rr.size == 0:
+        return out_face, out_bary
+    p = np.stack([cc, rr], axis=1).astype(np.float64)
+    best_d = np.full(rr.size, np.inf)
+    best_f = np.full(rr.size, -1, dtype=face.dtype)
+    best_w = np.zeros((rr.size, 3))
+    for k in range(cand.shape[-1]):
+        fk = cand[rr, cc, k]
+        ok = fk >= 0
+        d, wk = _closest_on_triangles(p[ok], tri_px[fk[ok]])
+        idx = np.nonzero(ok)[0]
+        better = d < best_d[idx]
+        sel = idx[better]
+        best_d[sel], best_f[sel], best_w[sel] = d[better], fk[ok][better], wk[better]
+    out_face[rr, cc] = best_f
+    out_bary[rr, cc] = best_w
     return out_face, out_bary
 
 
