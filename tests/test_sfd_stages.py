@@ -285,3 +285,28 @@ def test_v1_visibility_agrees_with_traced_labels(tmp_path):
     agree = float((pred == target)[m].float().mean())
     print(f"V1 agreement {agree:.3f}")
     assert agree >= 0.90
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="at this reduced size the learned tiny geometry limits Mat (measured 2026-12-03: albedo "
+                          "13.4 dB, roughness MAE 0.14, re-render 16.0 dB); the full M1 needs GT geometry and 10 k "
+                          "iterations", strict=False)
+def test_m1_materials_on_the_analytic_scene(tmp_path):
+    """M1 at a reduced size on the SG-consistent analytic scene: tiny networks, Geo 600 / Vis 300 / Mat 600 iters
+    (the full check uses GT geometry and 10 k Mat iterations). Prints aligned albedo PSNR, roughness MAE and
+    re-render PSNR; asserts the full check's thresholds."""
+    torch.set_num_threads(1)
+    geo, vis, mat = (str(tmp_path / n) for n in ("geo", "vis", "mat"))
+    assert train("--out", geo, "--save-every", "600", "--set", "train.steps=600", "train_pose=false") == 0
+    assert train("--out", vis, "--save-every", "300", "--init-from", geo + "/model.safetensors", "--init-map",
+                 "geo.=geo.", "--set", "stage=vis", "train.steps=300", "train_pose=false") == 0
+    assert train("--out", mat, "--save-every", "600", "--init-from", vis + "/model.safetensors", "--init-map",
+                 "geo.=geo.", "vis.=vis.", "--set", "stage=mat", "train.steps=600", "train_pose=false") == 0
+    from models.core.checkpoint import load_system
+    from models.sfd.evaluate import evaluate
+
+    s = load_system(Path(mat) / "model.safetensors", expect="sfd")
+    res = evaluate(s, s.scene())
+    print(f"M1 albedo PSNR aligned {res['albedo_psnr_aligned']:.2f} dB, roughness MAE {res['roughness_mae']:.3f}, "
+          f"re-render PSNR {res['psnr_object']:.2f} dB, mask IoU {res['mask_iou']:.3f}")
+    assert res["albedo_psnr_aligned"] >= 25 and res["roughness_mae"] <= 0.1 and res["psnr_object"] >= 30
