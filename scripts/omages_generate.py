@@ -2,7 +2,7 @@
 """Generate textured 3D objects with Omages (Yan et al. 2024): class -> geometry omage (N2G) -> materials (G2M) -> mesh.
 
 The geometry is cleaned (occupancy binarised at 0, background reset) before G2M sees it, and normals are filled from
-the decoded, per-chart outward-oriented faces.
+the decoded faces, each chart oriented away from the object centre.
 
 Outputs in --out (default evals/<date>_omages): per sample <k>_<class>_s<seed>.{glb,png,npz} (mesh, channel sheet with
 renders, the 12-channel omage), geometry.npz (raw N2G samples: pass it back with --geometry to re-sample materials
