@@ -42,6 +42,7 @@ def build_parser() -> Parser:
     p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="ddim or ancestral (ddpm)")
     p.add_argument("--geometry", default=None, help="geometry.npz of an earlier run: keep its shapes, labels and "
                    "seeds (unless --seeds), re-sample materials only")
+    p.add_argument("--no-sheets", action="store_true", help="skip the per-sample PNG sheets (slow on CPU)")
     p.add_argument("--batch", type=int_at_least(1), default=16)
     p.add_argument("--out", default=None, help="output folder (must be new or empty; default evals/<date>_omages)")
     p.add_argument("--seeds", type=seed_list, default=None, help="one per sample, e.g. 0-11 (default 0, 1, 2, ... or "
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
     from models.core.io import write_png
     from models.omages.pipeline import grid_image, write_samples
 
-    summary = write_samples(out, samples, validity)
+    summary = write_samples(out, samples, validity, sheets=not args.no_sheets)
     cols = args.per_class if geometry is None else min(8, len(samples))
     write_png(out / "grid.png", grid_image(samples, cols))
     mark_complete(out, n2g=None if geometry is not None else str(args.n2g), g2m=str(args.g2m),

@@ -131,7 +131,7 @@ def run(n2g, g2m, labels: list[int], seeds: list[int], class_names: list[str], *
     return out
 
 
-def write_samples(folder: Path, samples: list[Sample], validity: list[dict]) -> dict:
+def write_samples(folder: Path, samples: list[Sample], validity: list[dict], sheets: bool = True) -> dict:
     """Per sample: `<name>.glb`, `<name>.png` (channel tiles + renders), `<name>.npz` (the omage); plus geometry.npz
     (raw N2G output, reusable with --geometry) and samples.json."""
     from models.core.io import write_npz
@@ -143,7 +143,8 @@ def write_samples(folder: Path, samples: list[Sample], validity: list[dict]) -> 
         name = f"{k:03d}_{s.class_name}_s{s.seed}"
         fmt.save_omage(folder / f"{name}.npz", s.omage)
         write_glb(folder / f"{name}.glb", s.mesh, s.omage)
-        write_png(folder / f"{name}.png", sheet(s.omage, s.mesh))
+        if sheets:
+            write_png(folder / f"{name}.png", sheet(s.omage, s.mesh))
         records.append({"name": name, "label": s.label, "class": s.class_name, "seed": s.seed,
                         "faces": int(len(s.mesh.faces)), "valid": bool(v["valid"]), "validity": v})
     write_npz(folder / "geometry.npz", geometry=np.stack([s.raw_geometry for s in samples]),
