@@ -92,7 +92,8 @@ def test_samples_independent_of_batch_and_reload(tmp_path, name, cfg):
     from models.core.config import to_dict
 
     s = _system(name, cfg)
-    inputs = s.example_inputs()
+    one_each = s.example_inputs()
+    inputs = {k: np.concatenate([np.asarray(v)] * 2) for k, v in one_each.items()}
     key = "geometry" if name == "omages_n2g" else "material"
     for sampler in ("ddpm", "ddim"):
         both = s.infer(inputs, [5, 6], steps=4, cfg_scale=2.0, sampler=sampler)[key]

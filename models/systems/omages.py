@@ -140,8 +140,10 @@ class _OmagesSystem(System):
         if "labels" not in inputs:
             raise UserError(f"{self.name}: inputs need 'labels' (class ids 0..{len(self.class_names) - 1})")
         y = torch.as_tensor(np.asarray(inputs["labels"]), dtype=torch.long).reshape(-1)
+        if y.numel() == 1:  # one label for every seed
+            y = y.expand(n_seeds)
         if y.numel() != n_seeds:
-            raise UserError(f"{self.name}: {y.numel()} labels for {n_seeds} seeds (need one label per seed)")
+            raise UserError(f"{self.name}: {y.numel()} labels for {n_seeds} seeds (need one label per seed, or one)")
         bad = [int(v) for v in y if not 0 <= int(v) < len(self.class_names)]
         if bad:
             raise UserError(f"{self.name}: unknown label id {bad[0]} (known: 0..{len(self.class_names) - 1} = "
@@ -191,7 +193,7 @@ class OmagesN2G(_OmagesSystem):
     target = fmt.GEOMETRY
 
     def example_inputs(self) -> dict:
-        return {"labels": [0, len(self.class_names) - 1]}
+        return {"labels": [len(self.class_names) - 1]}
 
     def infer(self, inputs: dict, seeds: list[int], steps: int | None = None, cfg_scale: float | None = None,
               sampler: str = "ddpm") -> dict[str, np.ndarray]:
@@ -207,9 +209,8 @@ class OmagesG2M(_OmagesSystem):
     target, cond = fmt.MATERIAL, fmt.GEOMETRY
 
     def example_inputs(self) -> dict:
-        ds = SyntheticOmages(2, len(self.class_names), self.cfg.net.res)
-        return {"geometry": torch.stack([ds[i]["omage"][fmt.GEOMETRY] for i in range(2)]).numpy(),
-                "labels": [int(ds[i]["label"]) for i in range(2)]}
+        item = SyntheticOmages(1, len(self.class_names), self.cfg.net.res)[0]
+        return {"geometry": item["omage"][None, fmt.GEOMETRY].numpy(), "labels": [int(item["label"])]}
 
     def infer(self, inputs: dict, seeds: list[int], steps: int | None = None, cfg_scale: float | None = None,
               sampler: str = "ddpm") -> dict[str, np.ndarray]:
@@ -219,7 +220,9 @@ class OmagesG2M(_OmagesSystem):
             raise UserError(f"{self.name}: inputs need 'geometry' (N, 4, {self.cfg.net.res}, {self.cfg.net.res})")
         g = torch.as_tensor(np.asarray(inputs["geometry"], dtype=np.float32))
         r = self.cfg.net.res
+        if g.ndim == 4 and g.shape[0] == 1:  # one geometry for every seed
+            g = g.expand(len(seeds), -1, -1, -1)
         if tuple(g.shape) != (len(seeds), 4, r, r):
-            raise UserError(f"{self.name}: geometry must have shape ({len(seeds)}, 4, {r}, {r}), got {tuple(g.shape)}")
+            raise UserError(f"{self.name}: geometry must have shape ({len(seeds)}, 4, {r}, {r}), got {tuple(g.shape)} (or one)")
         return {"material": self._sample(y, g, seeds, steps or dc.sample_steps,
                                          1.0 if cfg_scale is None else cfg_scale, sampler)}
