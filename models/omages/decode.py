@@ -77,7 +77,8 @@ def grid_faces(occ: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 def _orient(v: np.ndarray, f: np.ndarray, vn: np.ndarray, patch: np.ndarray) -> np.ndarray:
     """Flip faces whose geometric normal disagrees with the decoded normals of their corners; without normals,
-    flip whole patches so their faces point away from the patch centroid on average."""
+    flip whole patches so their faces point away from the object's centroid on average (a patch's own centroid
+    would leave flat charts undefined: every offset lies in their plane)."""
     if len(f) == 0:
         return f
     fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
@@ -86,12 +87,9 @@ def _orient(v: np.ndarray, f: np.ndarray, vn: np.ndarray, patch: np.ndarray) -> 
     flip = has_normal & ((fn * ref).sum(axis=1) < 0)
     if (~has_normal).any():
         fp = patch[f[:, 0]]
-        centre = np.zeros((patch.max() + 1, 3))
-        cnt = np.bincount(patch, minlength=len(centre))[:, None]
-        np.add.at(centre, patch, v)
-        centre /= np.maximum(cnt, 1)
-        out = (fn * (v[f].mean(axis=1) - centre[fp])).sum(axis=1)
-        score = np.bincount(fp, weights=np.where(~has_normal, out, 0.0), minlength=len(centre))
+        centres = v[f].mean(axis=1)
+        out = (fn * (centres - centres.mean(axis=0))).sum(axis=1)
+        score = np.bincount(fp, weights=np.where(~has_normal, out, 0.0), minlength=int(patch.max()) + 1)
         flip |= ~has_normal & (score[fp] < 0)
     f = f.copy()
     f[flip] = f[flip][:, [0, 2, 1]]

@@ -52,24 +52,6 @@ def vertex_normals(mesh: DecodedMesh) -> np.ndarray:
     return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
-def orient_charts(mesh: DecodedMesh) -> DecodedMesh:
-    """Flip whole charts whose faces point towards the object's centroid on average.
-
-    Without normal channels the decoder orients each chart away from its own centroid, which is undefined for a flat
-    chart (every offset lies in its plane); the object's centroid is off-plane for all but degenerate shapes."""
-    v, f = mesh.vertices, mesh.faces
-    if len(f) == 0:
-        return mesh
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    out = (fn * (v[f].mean(axis=1) - v[f].mean(axis=(0, 1)))).sum(axis=1)
-    fp = mesh.patch[f[:, 0]]
-    score = np.bincount(fp, weights=out, minlength=int(mesh.patch.max()) + 1)
-    flip = score[fp] < 0
-    mesh.faces = f.copy()
-    mesh.faces[flip] = f[flip][:, [0, 2, 1]]
-    return mesh
-
-
 def assemble(geometry_clean: np.ndarray, material: np.ndarray) -> tuple[np.ndarray, DecodedMesh]:
     """One clean model-space geometry (4, H, W) + material (5, H, W) -> (file-space (H, W, 12) omage, mesh).
 
@@ -78,7 +60,7 @@ def assemble(geometry_clean: np.ndarray, material: np.ndarray) -> tuple[np.ndarr
     om[..., fmt.GEOMETRY] = fmt.to_file(np.moveaxis(geometry_clean, 0, -1))
     om[..., fmt.MATERIAL] = np.clip(fmt.to_file(np.moveaxis(np.nan_to_num(material), 0, -1)), 0.0, 1.0)
     om = fmt.clean(om)
-    mesh = orient_charts(decode(om))        # zero normal channels: no per-face reference, orient per chart
+    mesh = decode(om)                       # zero normal channels: each chart faces away from the object
     vn = vertex_normals(mesh)
     r, c = mesh.pixel[:, 0], mesh.pixel[:, 1]
     om[r, c, fmt.NRM] = np.clip((vn + 1.0) * 0.5, 0.0, 1.0)
