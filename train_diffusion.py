@@ -240,12 +240,12 @@ def main(argv=None):
     # ---- from here on the run folder is ours
     lock = RunLock(run_dir) if main_proc else None
     record = {"config": to_dict(cfg), "seed": args.seed, **lineage}
-    fresh = check_run_record(run_dir, record)
+    to_write = check_run_record(run_dir, record)
     if main_proc:
         from data.io import write_text
 
-        if fresh:
-            write_text(run_dir / "run.json", json.dumps(record, indent=2) + "\n")
+        if to_write is not None:
+            write_text(run_dir / "run.json", json.dumps(to_write, indent=2) + "\n")
             write_text(run_dir / "config.json", to_json(cfg) + "\n")
         with open(run_dir / "cmdline.txt", "a") as f:
             f.write(" ".join(sys.argv) + "\n")

@@ -211,6 +211,16 @@ def test_changed_config_or_seed_is_refused_and_results_kept(tmp_path):
     assert out.returncode == 2 and "not a folder" in out.stderr
 
 
+def test_resume_may_extend_train_steps(tmp_path):
+    run(["--out", tmp_path / "r", "--set", "train.steps=3", "--save-every", "3", "--log-every", "1"])
+    run(["--out", tmp_path / "r", "--set", "train.steps=5", "--save-every", "3", "--log-every", "1"])
+    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert steps[-1] == 5 and steps == sorted(set(steps))
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["config"]["train"]["steps"] == 5
+    with safe_open(str(tmp_path / "r" / "model.safetensors"), "pt") as f:
+        assert f.metadata()["step"] == "5"
+
+
 def test_outputs_respect_umask(tmp_path):
     run(["--out", tmp_path / "r", "--set", "train.steps=2"])
     umask = os.umask(0)

@@ -105,20 +105,28 @@ def resume_latest(accelerator, run_dir: Path, ema, log) -> dict | None:
     return None
 
 
-def check_run_record(run_dir: Path, record: dict) -> bool:
-    """Compare with run.json: same config and seed, or UserError. Returns True when run.json must be written."""
+def check_run_record(run_dir: Path, record: dict) -> dict | None:
+    """Compare with run.json: same config and seed, or UserError. Returns the record to write, or None.
+
+    Only `train.steps` may change on a resume (extending or shortening a run); the stored record keeps its lineage.
+    """
     path = run_dir / "run.json"
     if not path.exists():
-        return True
+        return record
     try:
         old = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise UserError(f"{path}: unreadable (not JSON); use another --out") from None
-    for key in ("config", "seed"):
-        if old.get(key) != record[key]:
-            what = _diff(old.get(key), record[key]) if key == "config" else f"{old.get(key)} vs {record[key]}"
-            raise UserError(f"{run_dir} was made with a different {key} ({what}); use another --out")
-    return False
+    if old.get("seed") != record["seed"]:
+        raise UserError(f"{run_dir} was made with a different seed ({old.get('seed')} vs {record['seed']}); "
+                        f"use another --out")
+    changed = [k for k in _changed_keys(old.get("config"), record["config"]) if k != "train.steps"]
+    if changed:
+        raise UserError(f"{run_dir} was made with a different config (differs in {', '.join(changed[:5])}); "
+                        f"use another --out")
+    if old["config"]["train"]["steps"] == record["config"]["train"]["steps"]:
+        return None
+    return {**old, "config": record["config"]}
 
 
 def _flat(d, prefix=""):
@@ -128,7 +136,6 @@ def _flat(d, prefix=""):
     return out
 
 
-def _diff(a: dict, b: dict) -> str:
+def _changed_keys(a: dict, b: dict) -> list[str]:
     fa, fb = _flat(a), _flat(b)
-    keys = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
-    return "differs in " + ", ".join(keys[:5])
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
