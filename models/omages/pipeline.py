@@ -137,12 +137,9 @@ def write_samples(folder: Path, samples: list[Sample], validity: list[dict], she
 
 
 def grid_image(samples: list[Sample], cols: int, size: int = 160) -> np.ndarray:
-    """Rendered samples in a grid (one row per class when `cols` = samples per class)."""
-    from models.omages.preview import render_view
+    """Rendered samples in a grid, each titled with its class and seed (one row per class when `cols` = samples per
+    class)."""
+    from models.omages.preview import labelled_grid, render_view
 
-    rows = -(-len(samples) // cols)
-    img = np.ones((rows * size, cols * size, 3))
-    for k, s in enumerate(samples):
-        r, c = divmod(k, cols)
-        img[r * size:(r + 1) * size, c * size:(c + 1) * size] = render_view(s.mesh, size, 30.0, 20.0)
-    return img
+    tiles = [render_view(s.mesh, size, 30.0, 20.0) for s in samples]
+    return labelled_grid(tiles, [f"{s.class_name} (seed {s.seed})" for s in samples], cols)

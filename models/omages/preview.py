@@ -92,3 +92,24 @@ def sheet(omage: np.ndarray, mesh: DecodedMesh | None = None, tile: int = 192, v
     out = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
     return out
+
+
+def labelled_grid(tiles: list[np.ndarray], titles: list[str], cols: int) -> np.ndarray:
+    """Square RGB tiles in rows of `cols`, each with its title above it, as one image (white background)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = max(1, -(-len(tiles) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.8, rows * 1.95), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, tile, title in zip(axes.ravel(), tiles, titles):
+        ax.imshow(np.clip(tile, 0, 1))
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    fig.canvas.draw()
+    out = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return out
