@@ -5,8 +5,8 @@ conditioned on a geometry image concatenated to its input channels and on the cl
 Both use the IDDPM recipe (Nichol & Dhariwal 2021): T = 1000 squaredcos_cap_v2 schedule, eps prediction with a
 learned-range variance, the hybrid loss (MSE + VLB with the mean detached), label dropout for classifier-free
 guidance, and sampling on a uniformly respaced chain (ancestral DDPM or DDIM), x0 clipped to [-1, 1].
-G2M uses the same DiT with the geometry concatenated (the original uses an Imagen UNet; deviation, see
-docs/omages.md)."""
+G2M uses, by `arch`, the same DiT with the geometry concatenated (the default) or the original's Imagen-style
+UNet (Saharia et al. 2022), models/nets/omages_unet.py; both predict eps and v, so the diffusion code is shared."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ from models.diffusion.guidance import cfg_combine, drop_labels
 from models.diffusion.samplers import ddim_step
 from models.diffusion.schedules import betas_to_alpha_bar
 from models.nets.omages_dit import OmagesDiT, OmagesDiTConfig
+from models.nets.omages_unet import OmagesUNet, OmagesUNetConfig
 from models.omages import format as fmt
 from models.systems.base import System
 
@@ -48,7 +49,9 @@ class OmagesDiffusionConfig:
 @dataclass
 class OmagesConfig:
     system: str = "omages_n2g"
+    arch: str = "dit"  # "dit": `net` is built; "unet" (omages_g2m only): `unet` is built
     net: OmagesDiTConfig = field(default_factory=OmagesDiTConfig)
+    unet: OmagesUNetConfig = field(default_factory=OmagesUNetConfig)
     diffusion: OmagesDiffusionConfig = field(default_factory=OmagesDiffusionConfig)
     data: OmagesDataConfig = field(default_factory=OmagesDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -82,26 +85,36 @@ class _OmagesSystem(System):
     Config = OmagesConfig
     target: slice  # channels generated
     cond: slice | None = None  # channels given as the condition image
+    archs: tuple[str, ...] = ("dit",)
 
     def __init__(self, cfg: OmagesConfig):
         super().__init__(cfg)
+        if cfg.arch not in self.archs:
+            raise UserError(f"{self.name}: arch must be one of {', '.join(self.archs)}, got {cfg.arch!r}")
+        net = getattr(cfg, self.net_key)
         n = self.target.stop - self.target.start
         c = 0 if self.cond is None else self.cond.stop - self.cond.start
-        if cfg.net.in_ch != n or cfg.net.out_ch != n or cfg.net.cond_ch != c or not cfg.net.learn_sigma:
-            raise UserError(f"{self.name}: net needs in_ch = out_ch = {n}, cond_ch = {c}, learn_sigma = true")
-        self.net = OmagesDiT(cfg.net)
+        if net.in_ch != n or net.out_ch != n or net.cond_ch != c or not net.learn_sigma:
+            raise UserError(f"{self.name}: {self.net_key} needs in_ch = out_ch = {n}, "
+                            f"cond_ch = {c}, learn_sigma = true")
+        self.net = OmagesUNet(net) if cfg.arch == "unet" else OmagesDiT(net)
         self.register_buffer("betas", squaredcos_cap_v2_betas(cfg.diffusion.timesteps), persistent=False)
+
+    @property
+    def net_key(self) -> str:
+        """The config section of the network built: `net` (DiT) or `unet`."""
+        return "unet" if self.cfg.arch == "unet" else "net"
 
     @property
     def class_names(self) -> list[str]:
         names = list(self.cfg.data.class_names)
-        return names or [f"class{i}" for i in range(self.cfg.net.num_classes)]
+        return names or [f"class{i}" for i in range(self.net.cfg.num_classes)]
 
     # ---------------------------------------------------------------------------------------------- training
     def train_dataset(self, split="train", root=None):
         d = self.cfg.data
         if d.synthetic:
-            ds = SyntheticOmages(d.synthetic, self.cfg.net.num_classes, self.cfg.net.res)
+            ds = SyntheticOmages(d.synthetic, self.net.cfg.num_classes, self.net.cfg.res)
             d.class_names = [f"class{i}" for i in range(ds.k)]
             return ds
         from models.omages.dataset import OmageDataset
@@ -112,8 +125,9 @@ class _OmagesSystem(System):
             raise UserError(f"no {split} set at {path} (make one with scripts/omages_dataset.py, pass --data-root)")
         ds = OmageDataset(path, flip=d.flip)
         names: dict[int, str] = {int(r.get("class_id", 0)): str(r.get("class", "")) for r in ds.records}
-        if ds.num_classes > self.cfg.net.num_classes:
-            raise UserError(f"{path} has {ds.num_classes} classes but net.num_classes = {self.cfg.net.num_classes}")
+        if ds.num_classes > self.net.cfg.num_classes:
+            raise UserError(f"{path} has {ds.num_classes} classes but {self.net_key}.num_classes = "
+                            f"{self.net.cfg.num_classes}")
         d.class_names = [names.get(i, f"class{i}") for i in range(ds.num_classes)]
         return ds
 
@@ -162,9 +176,9 @@ class _OmagesSystem(System):
         dev = self.device
         idx, betas = respace(self.betas.cpu(), int(steps))
         abar = betas_to_alpha_bar(betas).tolist()
-        n = self.cfg.net.out_ch
+        n = self.net.cfg.out_ch
         rng = SampleRNG(seeds)
-        x = rng.randn(n, self.cfg.net.res, self.cfg.net.res).to(dev)
+        x = rng.randn(n, self.net.cfg.res, self.net.cfg.res).to(dev)
         y, null = y.to(dev), torch.full_like(y, self.net.null_label).to(dev)
         cond = None if cond is None else cond.to(dev)
         for k in reversed(range(len(idx))):
@@ -207,9 +221,10 @@ class OmagesN2G(_OmagesSystem):
 class OmagesG2M(_OmagesSystem):
     """Geometry image (4 channels) + class label -> material image (albedo RGB, metallic, roughness)."""
     target, cond = fmt.MATERIAL, fmt.GEOMETRY
+    archs = ("dit", "unet")
 
     def example_inputs(self) -> dict:
-        item = SyntheticOmages(1, len(self.class_names), self.cfg.net.res)[0]
+        item = SyntheticOmages(1, len(self.class_names), self.net.cfg.res)[0]
         return {"geometry": item["omage"][None, fmt.GEOMETRY].numpy(), "labels": [int(item["label"])]}
 
     def infer(self, inputs: dict, seeds: list[int], steps: int | None = None, cfg_scale: float | None = None,
@@ -217,9 +232,9 @@ class OmagesG2M(_OmagesSystem):
         dc = self.cfg.diffusion
         y = self._labels(inputs, len(seeds))
         if "geometry" not in inputs:
-            raise UserError(f"{self.name}: inputs need 'geometry' (N, 4, {self.cfg.net.res}, {self.cfg.net.res})")
+            raise UserError(f"{self.name}: inputs need 'geometry' (N, 4, {self.net.cfg.res}, {self.net.cfg.res})")
         g = torch.as_tensor(np.asarray(inputs["geometry"], dtype=np.float32))
-        r = self.cfg.net.res
+        r = self.net.cfg.res
         if g.ndim == 4 and g.shape[0] == 1:  # one geometry for every seed
             g = g.expand(len(seeds), -1, -1, -1)
         if tuple(g.shape) != (len(seeds), 4, r, r):
