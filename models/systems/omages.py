@@ -5,8 +5,9 @@ conditioned on a geometry image concatenated to its input channels and on the cl
 Both use the IDDPM recipe (Nichol & Dhariwal 2021): T = 1000 squaredcos_cap_v2 schedule, eps prediction with a
 learned-range variance, the hybrid loss (MSE + VLB with the mean detached), label dropout for classifier-free
 guidance, and sampling on a uniformly respaced chain (ancestral DDPM or DDIM), x0 clipped to [-1, 1].
-G2M uses, by `arch`, the same DiT with the geometry concatenated (the default) or the original's Imagen-style
-UNet (Saharia et al. 2022), models/nets/omages_unet.py; both predict eps and v, so the diffusion code is shared."""
+G2M uses, by `arch`, the same DiT with the geometry concatenated (the default; a deviation, see docs/omages.md) or
+the original's Imagen-style UNet (Saharia et al. 2022), models/nets/omages_unet.py; both predict eps and v, so the
+diffusion code is shared."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
