@@ -113,7 +113,8 @@ def main(argv=None) -> int:
         report["stats"] = {"gen": ev.chart_stats(gen), "data": ev.chart_stats(test_f)}
         bar.update()
         if g2m is not None:
-            report["material"] = material_check(g2m, test, test_recs, train, train_recs, args)
+            report["material"] = ev.material_check(g2m, test, test_recs, train, train_recs, args.material_n,
+                                                        args.steps)
             bar.update()
     rows = ev.verdicts(report)
     report["verdicts"] = [{"check": a, "measured": b, "threshold": c, "pass": ok} for a, b, c, ok in rows]
@@ -125,30 +126,6 @@ def main(argv=None) -> int:
     mark_complete(out, gen=str(args.gen), data_root=str(root))
     print(md)
     return 0
-
-
-def material_check(g2m, test, test_recs, train, train_recs, args) -> dict:
-    """G2M on GT test geometry (model space) vs the per-class-mean-colour baseline of the train split."""
-    from models.omages import evaluation as ev
-    from models.omages import format as fmt
-    from models.omages.pipeline import clean_geometry
-
-    n = min(args.material_n, len(test))
-    gt = np.stack([fmt.validate(test[i]) for i in range(n)])
-    labels = np.array([int(test_recs[i]["class_id"]) for i in range(n)])
-    train_labels = np.array([int(r["class_id"]) for r in train_recs])
-    sub = np.random.default_rng(1).choice(len(train), min(2000, len(train)), replace=False)
-    means = ev.class_mean_albedo(np.stack([fmt.validate(train[i]) for i in sub]), train_labels[sub],
-                                 int(train_labels.max()) + 1)
-    geo = clean_geometry(np.moveaxis(fmt.to_model(gt[..., fmt.GEOMETRY]), -1, 1))
-    mat = []
-    for s in range(0, n, 16):
-        mat.append(g2m.infer({"geometry": geo[s:s + 16], "labels": labels[s:s + 16].tolist()},
-                             seeds=list(range(s, min(s + 16, n))), steps=args.steps, cfg_scale=1.0,
-                             sampler="ddim")["material"])
-    pred = gt.copy()
-    pred[..., fmt.MATERIAL] = np.clip(fmt.to_file(np.moveaxis(np.concatenate(mat), 1, -1)), 0, 1)
-    return {**ev.material_errors(pred, gt, labels, means), "n": n, "steps": args.steps}
 
 
 if __name__ == "__main__":

@@ -122,6 +122,27 @@ def material_errors(pred: np.ndarray, gt: np.ndarray, labels: np.ndarray, class_
             "metallic_accuracy": float(met), "roughness_mae": float(rgh)}
 
 
+def material_check(g2m, test, test_recs, train, train_recs, n: int, steps: int, batch: int = 16) -> dict:
+    """G2M on the GT geometry of n test shapes spread evenly over the (class-ordered) test split, against the
+    per-class-mean-colour baseline of the train split (at most 2,000 train shapes)."""
+    from models.omages.pipeline import clean_geometry
+
+    idx = np.unique(np.linspace(0, len(test) - 1, min(n, len(test))).round().astype(int))
+    gt = np.stack([fmt.validate(test[i]) for i in idx])
+    labels = np.array([int(test_recs[i]["class_id"]) for i in idx])
+    train_labels = np.array([int(r["class_id"]) for r in train_recs])
+    sub = np.random.default_rng(1).choice(len(train), min(2000, len(train)), replace=False)
+    means = class_mean_albedo(np.stack([fmt.validate(train[i]) for i in sub]), train_labels[sub],
+                              int(train_labels.max()) + 1)
+    geo = clean_geometry(np.moveaxis(fmt.to_model(gt[..., fmt.GEOMETRY]), -1, 1))
+    mat = [g2m.infer({"geometry": geo[s:s + batch], "labels": labels[s:s + batch].tolist()},
+                     seeds=list(range(s, min(s + batch, len(idx)))), steps=steps, cfg_scale=1.0,
+                     sampler="ddim")["material"] for s in range(0, len(idx), batch)]
+    pred = gt.copy()
+    pred[..., fmt.MATERIAL] = np.clip(fmt.to_file(np.moveaxis(np.concatenate(mat), 1, -1)), 0, 1)
+    return {**material_errors(pred, gt, labels, means), "n": int(len(idx)), "steps": steps}
+
+
 # ----------------------------------------------------------------------------------------------- verdicts
 def verdicts(r: dict) -> list[tuple[str, str, str, bool]]:
     """(check, measured, threshold, pass) rows for whatever parts of the report `r` holds."""
