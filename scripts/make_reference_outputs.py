@@ -5,7 +5,8 @@
     python scripts/make_reference_outputs.py --out /tmp/ref     # elsewhere (e.g. to compare two machines)
 
 Each case takes a few seconds on one CPU thread: SfS = the fast V-cycle with 4 DDIM steps on the "star" stimulus,
-2 seeds (64 px output); DiffMotion = 3 DDIM steps on the "blob" test clip at 32 px, 1 seed. Re-run this only when
+2 seeds (64 px output); DiffMotion = 3 DDIM steps on the "blob" test clip at 32 px, 1 seed; Omages = N2G (3 DDIM
+steps, CFG 4, a chair and a vase) then G2M (3 DDIM steps) on the cleaned geometry. Re-run this only when
 a change is meant to change the outputs (a new checkpoint, a sampler fix), and say so in the commit.
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ import torch  # noqa: E402
 SFS_CKPT, DIFFMOTION_CKPT = ROOT / "ckpts" / "sfs.safetensors", ROOT / "ckpts" / "diffmotion.safetensors"
 SFS_SEEDS, SFS_STEPS, SFS_STIMULUS = [0, 1], 4, "star"
 DM_SEEDS, DM_STEPS, DM_SIZE, DM_CLIP = [0], 3, 32, "blob"
+OMAGES_N2G_CKPT, OMAGES_G2M_CKPT = ROOT / "ckpts" / "omages_n2g.safetensors", ROOT / "ckpts" / "omages_g2m.safetensors"
+OMAGES_CLASSES, OMAGES_SEEDS, OMAGES_STEPS = ["chair", "vase"], [0, 1], 3
 
 
 def sfs_reference(system) -> np.ndarray:
@@ -47,6 +50,23 @@ def diffmotion_reference(system) -> np.ndarray:
     return np.concatenate([out["normal"], out["albedo"], out["material"]], axis=2)
 
 
+def omages_reference(n2g, g2m) -> tuple[np.ndarray, np.ndarray]:
+    """N2G geometry [2, 4, 64, 64] and G2M materials [2, 5, 64, 64] (model space) for a chair and a vase."""
+    from models.omages.pipeline import clean_geometry
+
+    labels = [n2g.class_names.index(c) for c in OMAGES_CLASSES]
+    geo = n2g.infer({"labels": labels}, OMAGES_SEEDS, steps=OMAGES_STEPS, cfg_scale=4.0, sampler="ddim")["geometry"]
+    mat = g2m.infer({"geometry": clean_geometry(geo), "labels": labels}, OMAGES_SEEDS, steps=OMAGES_STEPS,
+                    sampler="ddim")["material"]
+    return geo, mat
+
+
+def load_shipped_omages():
+    from models import load_system
+
+    return load_system(OMAGES_N2G_CKPT, expect="omages_n2g"), load_system(OMAGES_G2M_CKPT, expect="omages_g2m")
+
+
 def load_shipped():
     from models import load_system
 
@@ -62,7 +82,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     sfs, dm = load_shipped()
-    outputs = {"sfs_fast4_star.npy": sfs_reference(sfs), "diffmotion_ddim3_blob32.npy": diffmotion_reference(dm)}
+    geo, mat = omages_reference(*load_shipped_omages())
+    outputs = {"sfs_fast4_star.npy": sfs_reference(sfs), "diffmotion_ddim3_blob32.npy": diffmotion_reference(dm),
+               "omages_n2g_ddim3.npy": geo, "omages_g2m_ddim3.npy": mat}
     for name, arr in outputs.items():
         write_npy(Path(args.out) / name, arr.astype(np.float32))
         print(f"{Path(args.out) / name}: {arr.shape}, range [{arr.min():.3f}, {arr.max():.3f}]")

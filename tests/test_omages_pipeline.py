@@ -141,6 +141,10 @@ def test_class_mean_baseline_and_material_errors():
     assert np.isclose(base["roughness_mae"], 0.5)
     rows = ev.verdicts({"material": m, "validity_rate": 0.5})
     assert [ok for *_, ok in rows] == [False, True, True, True]
+    # drawing each pixel from its class's pixels: class 0 is half 0.2 / half 0.4, so a 0.2 pixel scores 0 or 0.2
+    draw = ev.class_draw_albedo_l1(gt, labels, gt, labels)
+    assert 0.06 < draw < 0.14
+    assert ev.class_draw_albedo_l1(gt[[0, 0]], np.array([0, 0]), gt[[0]], np.array([0])) == 0
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

@@ -140,7 +140,26 @@ def material_check(g2m, test, test_recs, train, train_recs, n: int, steps: int, 
                      sampler="ddim")["material"] for s in range(0, len(idx), batch)]
     pred = gt.copy()
     pred[..., fmt.MATERIAL] = np.clip(fmt.to_file(np.moveaxis(np.concatenate(mat), 1, -1)), 0, 1)
-    return {**material_errors(pred, gt, labels, means), "n": int(len(idx)), "steps": steps}
+    sub_oms = np.stack([fmt.validate(train[i]) for i in sub])
+    return {**material_errors(pred, gt, labels, means), "n": int(len(idx)), "steps": steps,
+            "albedo_l1_class_draw": class_draw_albedo_l1(gt, labels, sub_oms, train_labels[sub])}
+
+
+def class_draw_albedo_l1(gt: np.ndarray, labels: np.ndarray, train_omages: np.ndarray, train_labels: np.ndarray,
+                         seed: int = 0) -> float:
+    """Albedo L1 of a predictor that knows each class's colour distribution but nothing of the shape: every occupied
+    GT pixel against the albedo of a random occupied pixel of its class in the train split. When materials are
+    drawn independently of geometry (as in the procedural data), a perfect sampler scores about this, above the
+    class-mean L1."""
+    rng = np.random.default_rng(seed)
+    errs = []
+    for g, c in zip(gt, labels):
+        pool = train_omages[train_labels == c]
+        px = pool[..., fmt.ALB][pool[..., fmt.OCC] >= 0.5]
+        target = g[..., fmt.ALB][g[..., fmt.OCC] >= 0.5]
+        if len(px) and len(target):
+            errs.append(np.abs(px[rng.integers(0, len(px), len(target))] - target).sum(1))
+    return float(np.concatenate(errs).mean() / 3) if errs else float("nan")
 
 
 # ----------------------------------------------------------------------------------------------- verdicts
