@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.core.cli import Parser, cli_main, int_at_least  # noqa: E402
+from models.core.cli import Parser, cli_main, existing_file, int_at_least  # noqa: E402
 from models.core.io import write_text  # noqa: E402
 
 
@@ -39,6 +39,9 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=str(ROOT / "evals" / "bench_omages_generation"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "omages_generation.md"))
     args = p.parse_args(argv)
+    for path, what in ((args.n2g, "--n2g"), (args.g2m, "--g2m"), (Path(args.data_root) / "train_omages64.npy",
+                        "--data-root"), (Path(args.data_root) / "test_omages64.npy", "--data-root")):
+        existing_file(path, what)  # before anything is generated
     work = Path(args.work)
     common = ["--n2g", args.n2g, "--g2m", args.g2m, "--classes", args.classes, "--per-class", args.per_class,
               "--steps", args.steps, "--device", args.device] + (["--threads", "1"] if args.device == "cpu" else [])

@@ -48,8 +48,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         m = ev.material_check(g2m, test, test_recs, train, train_recs, args.n, args.steps)
         sec = (time.perf_counter() - t0) / m["n"]
-        arch = getattr(g2m.cfg, "arch", "dit")
-        rows.append(f"| `{path}` | {arch} | {params / 1e6:.2f} M | {g2m.step} | {m['albedo_l1']:.4f} | "
+        rows.append(f"| `{path}` | {g2m.cfg.arch} | {params / 1e6:.2f} M | {g2m.step} | {m['albedo_l1']:.4f} | "
                     f"{m['albedo_l1_baseline']:.4f} | {m['albedo_l1_class_draw']:.4f} | {100 * m['albedo_gain']:.1f} % | "
                     f"{100 * m['metallic_accuracy']:.1f} % | {m['roughness_mae']:.4f} | {sec:.2f} s |")
         print(rows[-1], flush=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.core.cli import Parser, cli_main, int_at_least  # noqa: E402
+from models.core.cli import Parser, cli_main, existing_file, int_at_least  # noqa: E402
 from models.core.io import write_text  # noqa: E402
 
 MSE_GOAL, CD_GOAL = 0.02, 1e-2
@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=str(ROOT / "runs" / "omages_overfit8"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "omages_overfit.md"))
     args = p.parse_args(argv)
+    existing_file(Path(args.data_root) / "train_omages64.npy", "--data-root")  # before anything is trained
 
     import numpy as np
     import torch

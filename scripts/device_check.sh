@@ -11,11 +11,8 @@
 # Wheels the GPU machine lacks can be carried in .whl/ (installed to /tmp/site first when present).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DRY=0
-if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
-R=${1:-${OUT:-device_results}}
-BUDGET=${2:-540}
-source scripts/device_common.sh
+DEFAULT_BUDGET=540
+source scripts/device_common.sh "$@"
 
 if [ "$DRY" = 1 ]; then
   step tests_gpu 120 python3 -m pytest -q -m "gpu and not slow" tests/test_attention.py

@@ -1,5 +1,10 @@
-# Sourced by the prepared device scripts (device_check.sh, omages_device_run.sh): installs carried wheels, starts the
-# budget clock, writes $R/summary.md and defines `step NAME SECONDS CMD...`. The caller sets R, BUDGET and DRY.
+# Sourced by the prepared device scripts (device_check.sh, omages_device_run.sh) with their arguments
+# ([--dry-run] [RESULTS_DIR] [BUDGET_SECONDS]; the caller sets DEFAULT_BUDGET): sets DRY, R and BUDGET, installs carried
+# wheels, starts the budget clock, writes $R/summary.md and defines `step NAME SECONDS CMD...`.
+DRY=0
+if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
+R=${1:-${OUT:-device_results}}
+BUDGET=${2:-$DEFAULT_BUDGET}
 mkdir -p "$R"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if ls .whl/*.whl >/dev/null 2>&1; then

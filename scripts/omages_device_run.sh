@@ -12,11 +12,8 @@
 # The dataset needs xatlas, trimesh and scikit-image: carry their wheels in .whl/ if the machine lacks them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DRY=0
-if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
-R=${1:-${OUT:-device_results}}
-BUDGET=${2:-720}
-source scripts/device_common.sh
+DEFAULT_BUDGET=720
+source scripts/device_common.sh "$@"
 
 if [ "$DRY" = 1 ]; then
   DATA="$R/data"

@@ -38,7 +38,8 @@ def validity(raw_geometry: np.ndarray, mesh: DecodedMesh) -> dict:
 
 # ------------------------------------------------------------------------------------------- point clouds
 def surface_cloud(mesh: DecodedMesh, n: int = 2048, seed: int = 0) -> np.ndarray:
-    """n area-uniform surface points in the data frame ([-1, 1] box); the occupied pixels when the mesh is empty."""
+    """n area-uniform surface points in the data frame ([-1, 1] box); n points at the origin when the mesh is
+    empty."""
     from models.omages.metrics import sample_surface
 
     if mesh.empty:
@@ -132,15 +133,14 @@ def material_check(g2m, test, test_recs, train, train_recs, n: int, steps: int, 
     labels = np.array([int(test_recs[i]["class_id"]) for i in idx])
     train_labels = np.array([int(r["class_id"]) for r in train_recs])
     sub = np.random.default_rng(1).choice(len(train), min(2000, len(train)), replace=False)
-    means = class_mean_albedo(np.stack([fmt.validate(train[i]) for i in sub]), train_labels[sub],
-                              int(train_labels.max()) + 1)
+    sub_oms = np.stack([fmt.validate(train[i]) for i in sub])
+    means = class_mean_albedo(sub_oms, train_labels[sub], int(train_labels.max()) + 1)
     geo = clean_geometry(np.moveaxis(fmt.to_model(gt[..., fmt.GEOMETRY]), -1, 1))
     mat = [g2m.infer({"geometry": geo[s:s + batch], "labels": labels[s:s + batch].tolist()},
                      seeds=list(range(s, min(s + batch, len(idx)))), steps=steps, cfg_scale=1.0,
                      sampler="ddim")["material"] for s in range(0, len(idx), batch)]
     pred = gt.copy()
     pred[..., fmt.MATERIAL] = np.clip(fmt.to_file(np.moveaxis(np.concatenate(mat), 1, -1)), 0, 1)
-    sub_oms = np.stack([fmt.validate(train[i]) for i in sub])
     return {**material_errors(pred, gt, labels, means), "n": int(len(idx)), "steps": steps,
             "albedo_l1_class_draw": class_draw_albedo_l1(gt, labels, sub_oms, train_labels[sub])}
 
@@ -152,10 +152,13 @@ def class_draw_albedo_l1(gt: np.ndarray, labels: np.ndarray, train_omages: np.nd
     drawn independently of geometry (as in the procedural data), a perfect sampler scores about this, above the
     class-mean L1."""
     rng = np.random.default_rng(seed)
+    pools = {}  # class -> its occupied train albedo pixels
     errs = []
     for g, c in zip(gt, labels):
-        pool = train_omages[train_labels == c]
-        px = pool[..., fmt.ALB][pool[..., fmt.OCC] >= 0.5]
+        if c not in pools:
+            sel = train_omages[train_labels == c]
+            pools[c] = sel[..., fmt.ALB][sel[..., fmt.OCC] >= 0.5]
+        px = pools[c]
         target = g[..., fmt.ALB][g[..., fmt.OCC] >= 0.5]
         if len(px) and len(target):
             errs.append(np.abs(px[rng.integers(0, len(px), len(target))] - target).sum(1))
