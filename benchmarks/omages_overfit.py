@@ -23,7 +23,7 @@ MSE_GOAL, CD_GOAL = 0.02, 1e-2
 
 
 def objective_mse(system, dataset, draws: int) -> float:
-    """Mean of the training eps MSE over `draws` (t, eps, label-dropout) draws per shape, fixed seeds."""
+    """Mean of the training MSE (of the eps or v output) over `draws` (t, eps, label-dropout) draws per shape, fixed seeds."""
     import torch
 
     items = [dataset[i] for i in range(len(dataset))]
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
 Command: `python benchmarks/omages_overfit.py {' '.join(sys.argv[1:] if argv is None else map(str, argv))}`
 (config `{args.config}` with train.steps={args.train_steps}, batch 8 = the whole set, CPU, 1 thread)
 
-- eps MSE of the training objective on the 8 shapes (EMA export, {args.draws} draws each): **{mse:.4f}**
+- {n2g.cfg.diffusion.prediction} MSE of the training objective on the 8 shapes (EMA export, {args.draws} draws each): **{mse:.4f}**
   (goal < {MSE_GOAL}): {'pass' if mse < MSE_GOAL else 'FAIL'}
 - one sample per class ({args.steps} DDPM steps, CFG {n2g.cfg.diffusion.cfg_scale:g}): {nearest_ok}/{len(labels)} decode
   within CD-L1/diag < {CD_GOAL:g} of their nearest training shape: {'pass' if nearest_ok == len(labels) else 'FAIL'}

@@ -76,22 +76,23 @@ def test_vlb_is_zero_for_the_true_posterior_and_trains_only_variance():
     assert e.grad is None and v.grad is not None
 
 
-def _system(name, cfg_path):
+def _system(name, cfg_path, overrides=None):
     torch.manual_seed(0)
-    system = get_system(name)(load_config(cfg_path))
+    system = get_system(name)(load_config(cfg_path, overrides=overrides))
     for p in system.net.parameters():  # leave the zero init so samples depend on the network
         p.data.add_(0.02 * torch.randn_like(p))
     system.train_dataset("train")
     return system.eval()
 
 
-@pytest.mark.parametrize("name,cfg", [("omages_n2g", "configs/omages/tiny.json"),
-                                      ("omages_g2m", "configs/omages/g2m_tiny.json")])
-def test_samples_independent_of_batch_and_reload(tmp_path, name, cfg):
+@pytest.mark.parametrize("name,cfg,overrides", [("omages_n2g", "configs/omages/tiny.json", None),
+                                                ("omages_n2g", "configs/omages/tiny.json", ["diffusion.prediction=v"]),
+                                                ("omages_g2m", "configs/omages/g2m_tiny.json", None)])
+def test_samples_independent_of_batch_and_reload(tmp_path, name, cfg, overrides):
     from models.core.checkpoint import export_checkpoint, load_system
     from models.core.config import to_dict
 
-    s = _system(name, cfg)
+    s = _system(name, cfg, overrides)
     one_each = s.example_inputs()
     inputs = {k: np.concatenate([np.asarray(v)] * 2) for k, v in one_each.items()}
     key = "geometry" if name == "omages_n2g" else "material"
@@ -120,3 +121,24 @@ def test_bad_inputs_are_user_errors():
     g2m = _system("omages_g2m", "configs/omages/g2m_tiny.json")
     with pytest.raises(UserError, match="shape"):
         g2m.infer({"geometry": np.zeros((1, 3, 64, 64), np.float32), "labels": [0]}, [0], steps=2)
+
+
+def test_v_prediction_output_converts_to_the_true_eps_and_trains():
+    from models.diffusion.parameterization import v_from_eps_x0
+
+    cfg = load_config("configs/omages/tiny.json", overrides=["diffusion.prediction=v"])
+    s = get_system("omages_n2g")(cfg)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(2, 4, 8, 8, generator=g) * 2 - 1, torch.randn(2, 4, 8, 8, generator=g)
+    alpha = torch.tensor([0.03, 0.9]).view(-1, 1, 1, 1)
+    sigma = (1 - alpha ** 2).sqrt()
+    x_t = alpha * x0 + sigma * eps
+    np.testing.assert_allclose(s._eps(v_from_eps_x0(eps, x0, alpha, sigma), x_t, alpha), eps, atol=1e-5)
+    s.train_dataset("train")
+    batch = {"omage": torch.stack([s.train_dataset("train")[i]["omage"] for i in range(2)]),
+             "label": torch.tensor([0, 1]), "seed": torch.tensor([0, 1])}
+    loss, logs = s(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and logs["mse"] > 0
+    with pytest.raises(UserError, match="prediction"):
+        get_system("omages_n2g")(load_config("configs/omages/tiny.json", overrides=["diffusion.prediction=x0"]))

@@ -109,7 +109,7 @@ def test_cfg_scale_one_is_the_conditional_branch_alone():
 
 
 def test_unet_samples_independent_of_batch_and_reload(tmp_path):
-    dit_tests.test_samples_independent_of_batch_and_reload(tmp_path, "omages_g2m", TINY)
+    dit_tests.test_samples_independent_of_batch_and_reload(tmp_path, "omages_g2m", TINY, None)
 
 
 def test_train_export_infer_unet_tiny(tmp_path):

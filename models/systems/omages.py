@@ -2,8 +2,8 @@
 for geometry (xyz + occupancy), and `omages_g2m`, a material generator (albedo RGB, metallic, roughness)
 conditioned on a geometry image concatenated to its input channels and on the class label.
 
-Both use the IDDPM recipe (Nichol & Dhariwal 2021): T = 1000 squaredcos_cap_v2 schedule, eps prediction with a
-learned-range variance, the hybrid loss (MSE + VLB with the mean detached), label dropout for classifier-free
+Both use the IDDPM recipe (Nichol & Dhariwal 2021): T = 1000 squaredcos_cap_v2 schedule, eps prediction (or, as an
+option for small models, v prediction) with a learned-range variance, the hybrid loss (MSE + VLB with the mean detached), label dropout for classifier-free
 guidance, and sampling on a uniformly respaced chain (ancestral DDPM or DDIM), x0 clipped to [-1, 1].
 G2M uses, by `arch`, the same DiT with the geometry concatenated (the default; a deviation, see docs/omages.md) or
 the original's Imagen-style UNet (Saharia et al. 2022), models/nets/omages_unet.py; both predict eps and v, so the
@@ -22,6 +22,7 @@ from models.core.registry import register_system
 from models.core.seeding import SampleRNG
 from models.diffusion.discrete import ddpm_step, respace, squaredcos_cap_v2_betas, vlb_term
 from models.diffusion.guidance import cfg_combine, drop_labels
+from models.diffusion.parameterization import eps_from_v, v_from_eps_x0
 from models.diffusion.samplers import ddim_step
 from models.diffusion.schedules import betas_to_alpha_bar
 from models.nets.omages_dit import OmagesDiT, OmagesDiTConfig
@@ -45,6 +46,9 @@ class OmagesDiffusionConfig:
     vlb_weight: float = 1.0  # hybrid loss lambda (IDDPM uses 0.001 with a rescaled VLB; the original omages 1.0)
     sample_steps: int = 250
     cfg_scale: float = 4.0
+    # "eps" as the original; "v" (Salimans & Ho 2022, Sec. 4) weights the MSE by 1/alpha^2 relative to eps, which
+    # gives the high-noise steps that set the chart layout a usable gradient: a small model learns layouts far faster
+    prediction: str = "eps"
 
 
 @dataclass
@@ -95,6 +99,8 @@ class _OmagesSystem(System):
         net = getattr(cfg, self.net_key)
         n = self.target.stop - self.target.start
         c = 0 if self.cond is None else self.cond.stop - self.cond.start
+        if cfg.diffusion.prediction not in ("eps", "v"):
+            raise UserError(f"{self.name}: diffusion.prediction must be 'eps' or 'v', got {cfg.diffusion.prediction!r}")
         if net.in_ch != n or net.out_ch != n or net.cond_ch != c or not net.learn_sigma:
             raise UserError(f"{self.name}: {self.net_key} needs in_ch = out_ch = {n}, "
                             f"cond_ch = {c}, learn_sigma = true")
@@ -132,8 +138,15 @@ class _OmagesSystem(System):
         d.class_names = [names.get(i, f"class{i}") for i in range(ds.num_classes)]
         return ds
 
+    def _eps(self, out: torch.Tensor, x_t: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """The network's mean output as eps (a v output is converted: eps = sigma x_t + alpha v)."""
+        if self.cfg.diffusion.prediction == "eps":
+            return out
+        return eps_from_v(x_t, out, alpha, (1 - alpha.square()).clamp_min(0).sqrt())
+
     def forward(self, batch):
-        """Hybrid loss of IDDPM Sec. 3.1: eps MSE (all pixels, background included) + L_vlb for the variance."""
+        """Hybrid loss of IDDPM Sec. 3.1: MSE of the eps (or v) output over all pixels, background included, plus
+        L_vlb for the variance."""
         x = batch["omage"]
         x0 = x[:, self.target]
         cond = None if self.cond is None else x[:, self.cond]
@@ -146,8 +159,10 @@ class _OmagesSystem(System):
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
         out = self.net(x_t, t, y, cond).float()
         n = x0.shape[1]
-        mse = (out[:, :n] - eps).square().flatten(1).mean(1).mean()
-        vlb = vlb_term(x0.float(), x_t.float(), t, out[:, :n], out[:, n:], self.betas).mean()
+        alpha = ab.sqrt()
+        target = eps if dc.prediction == "eps" else v_from_eps_x0(eps, x0, alpha, (1 - ab).sqrt())
+        mse = (out[:, :n] - target).square().flatten(1).mean(1).mean()
+        vlb = vlb_term(x0.float(), x_t.float(), t, self._eps(out[:, :n], x_t, alpha), out[:, n:], self.betas).mean()
         return mse + dc.vlb_weight * vlb, {"mse": mse.detach(), "vlb": vlb.detach()}
 
     # --------------------------------------------------------------------------------------------- inference
@@ -190,7 +205,8 @@ class _OmagesSystem(System):
                 both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]),
                                 None if cond is None else torch.cat([cond, cond])).float()
                 out = cfg_combine(*both.chunk(2), cfg_scale, eps_channels=n)
-            eps, v = out[:, :n], out[:, n:]
+            eps = self._eps(out[:, :n], x, torch.tensor(abar[k], device=dev).sqrt().float())
+            v = out[:, n:]
             if sampler == "ddpm":
                 noise = rng.randn(*x.shape[1:]).to(dev) if k > 0 else None
                 x, _ = ddpm_step(x, eps, v, k, betas.to(dev), noise, clip_x0=True)
