@@ -3,11 +3,12 @@ for geometry (xyz + occupancy), and `omages_g2m`, a material generator (albedo R
 conditioned on a geometry image concatenated to its input channels and on the class label.
 
 Both use the IDDPM recipe (Nichol & Dhariwal 2021): T = 1000 squaredcos_cap_v2 schedule, eps prediction (or, as an
-option for small models, v prediction) with a learned-range variance, the hybrid loss (MSE + VLB with the mean detached), label dropout for classifier-free
-guidance, and sampling on a uniformly respaced chain (ancestral DDPM or DDIM), x0 clipped to [-1, 1].
+option for small models, v prediction) with a learned-range variance, the hybrid loss (MSE + VLB with the mean
+detached), label dropout for classifier-free guidance, and sampling on a uniformly respaced chain (ancestral DDPM or
+DDIM), x0 clipped to [-1, 1].
 G2M uses, by `arch`, the same DiT with the geometry concatenated (the default; a deviation, see docs/omages.md) or
-the original's Imagen-style UNet (Saharia et al. 2022), models/nets/omages_unet.py; both predict eps and v, so the
-diffusion code is shared."""
+the original's Imagen-style UNet (Saharia et al. 2022), models/nets/omages_unet.py; both output the mean (eps or v)
+and the variance interpolation, so the diffusion code is shared."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from models.core.registry import register_system
 from models.core.seeding import SampleRNG
 from models.diffusion.discrete import ddpm_step, respace, squaredcos_cap_v2_betas, vlb_term
 from models.diffusion.guidance import cfg_combine, drop_labels
-from models.diffusion.parameterization import eps_from_v, v_from_eps_x0
+from models.diffusion.parameterization import convert_prediction, make_target
 from models.diffusion.samplers import ddim_step
 from models.diffusion.schedules import betas_to_alpha_bar
 from models.nets.omages_dit import OmagesDiT, OmagesDiTConfig
@@ -140,9 +141,8 @@ class _OmagesSystem(System):
 
     def _eps(self, out: torch.Tensor, x_t: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """The network's mean output as eps (a v output is converted: eps = sigma x_t + alpha v)."""
-        if self.cfg.diffusion.prediction == "eps":
-            return out
-        return eps_from_v(x_t, out, alpha, (1 - alpha.square()).clamp_min(0).sqrt())
+        sigma = (1 - alpha.square()).clamp_min(0).sqrt()
+        return convert_prediction(x_t, out, alpha, sigma, self.cfg.diffusion.prediction, "eps")
 
     def forward(self, batch):
         """Hybrid loss of IDDPM Sec. 3.1: MSE of the eps (or v) output over all pixels, background included, plus
@@ -160,7 +160,7 @@ class _OmagesSystem(System):
         out = self.net(x_t, t, y, cond).float()
         n = x0.shape[1]
         alpha = ab.sqrt()
-        target = eps if dc.prediction == "eps" else v_from_eps_x0(eps, x0, alpha, (1 - ab).sqrt())
+        target = make_target(x0, eps, alpha, (1 - ab).sqrt(), dc.prediction)
         mse = (out[:, :n] - target).square().flatten(1).mean(1).mean()
         vlb = vlb_term(x0.float(), x_t.float(), t, self._eps(out[:, :n], x_t, alpha), out[:, n:], self.betas).mean()
         return mse + dc.vlb_weight * vlb, {"mse": mse.detach(), "vlb": vlb.detach()}
