@@ -123,17 +123,35 @@ def test_bad_inputs_are_user_errors():
         g2m.infer({"geometry": np.zeros((1, 3, 64, 64), np.float32), "labels": [0]}, [0], steps=2)
 
 
-def test_v_prediction_output_converts_to_the_true_eps_and_trains():
+@pytest.mark.parametrize("k", [9, 4, 0])
+def test_ddpm_step_and_vlb_take_a_v_output_like_the_eps_it_stands_for(k):
+    from models.diffusion.discrete import ddpm_step
     from models.diffusion.parameterization import v_from_eps_x0
 
+    _, betas = respace(squaredcos_cap_v2_betas(1000), 10)
+    alpha = betas_to_alpha_bar(betas)[k].sqrt().float()  # k = 9: alpha ~ 0.03, the ill-conditioned end
+    sigma = (1 - alpha ** 2).sqrt()
+    g = torch.Generator().manual_seed(k)
+    x0, eps = torch.rand(2, 4, 8, 8, generator=g) * 2 - 1, torch.randn(2, 4, 8, 8, generator=g)
+    var = torch.rand(2, 4, 8, 8, generator=g) * 2 - 1
+    x_t = alpha * x0 + sigma * eps
+    v = v_from_eps_x0(eps, x0, alpha, sigma)
+    mean, x0_same = ddpm_step(x_t, x0, var, k, betas, None, clip_x0=False, prediction="x0")
+    mean_v, x0_v = ddpm_step(x_t, v, var, k, betas, None, clip_x0=False, prediction="v")
+    mean_eps, x0_eps = ddpm_step(x_t, eps, var, k, betas, None, clip_x0=False)
+    assert torch.equal(x0_same, x0)
+    np.testing.assert_allclose(x0_v, x0, atol=1e-5)  # from v directly: no 1 / alpha amplification (2e-4 at k = 9)
+    np.testing.assert_allclose(mean_v, mean, atol=1e-5)
+    np.testing.assert_allclose(x0_eps, x0, atol=1e-5 / alpha)
+    np.testing.assert_allclose(mean_eps, mean, atol=1e-5 / alpha)
+    t = torch.full((2,), k)
+    np.testing.assert_allclose(vlb_term(x0, x_t, t, v, var, betas, "v"), vlb_term(x0, x_t, t, x0, var, betas, "x0"),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_v_prediction_trains_and_bad_prediction_is_a_user_error():
     cfg = load_config("configs/omages/tiny.json", overrides=["diffusion.prediction=v"])
     s = get_system("omages_n2g")(cfg)
-    g = torch.Generator().manual_seed(0)
-    x0, eps = torch.rand(2, 4, 8, 8, generator=g) * 2 - 1, torch.randn(2, 4, 8, 8, generator=g)
-    alpha = torch.tensor([0.03, 0.9]).view(-1, 1, 1, 1)
-    sigma = (1 - alpha ** 2).sqrt()
-    x_t = alpha * x0 + sigma * eps
-    np.testing.assert_allclose(s._eps(v_from_eps_x0(eps, x0, alpha, sigma), x_t, alpha), eps, atol=1e-5)
     s.train_dataset("train")
     batch = {"omage": torch.stack([s.train_dataset("train")[i]["omage"] for i in range(2)]),
              "label": torch.tensor([0, 1]), "seed": torch.tensor([0, 1])}

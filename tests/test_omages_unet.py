@@ -1,5 +1,6 @@
-"""The Omages material UNet (Imagen-style, geo2mat) and `omages_g2m` with arch = unet: shapes, zero output at init,
-gradients everywhere, a trained label table, the faithful size, CFG at scale 1, per-seed samples, reload, 2-step run."""
+"""The Omages Imagen-style UNet and both systems with arch = unet (`omages_g2m` with the geometry concatenated,
+`omages_n2g` unconditioned but for the label): shapes, zero output at init, gradients everywhere, a trained label
+table, the faithful size, CFG at scale 1, per-seed samples, reload, 2-step run."""
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from models.nets.omages_unet import OmagesUNet, OmagesUNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "configs/omages/g2m_unet_tiny.json"
+N2G_TINY = "configs/omages/n2g_unet_tiny.json"
 
 
 def tiny_net():
@@ -86,8 +88,8 @@ def test_bad_arch_and_channels_are_user_errors():
     cfg = load_config(TINY, ["arch=vit"])
     with pytest.raises(UserError, match="arch must be one of dit, unet"):
         get_system(cfg.system)(cfg)
-    cfg = load_config("configs/omages/tiny.json", ["arch=unet"])
-    with pytest.raises(UserError, match="omages_n2g: arch must be one of dit,"):
+    cfg = load_config("configs/omages/tiny.json", ["arch=unet"])  # the default unet section is G2M's
+    with pytest.raises(UserError, match="omages_n2g: unet needs in_ch = out_ch = 4, cond_ch = 0"):
         get_system(cfg.system)(cfg)
     cfg = load_config(TINY, ["unet.cond_ch=3"])
     with pytest.raises(UserError, match="unet needs in_ch = out_ch = 5, cond_ch = 4"):
@@ -108,8 +110,17 @@ def test_cfg_scale_one_is_the_conditional_branch_alone():
     assert not np.allclose(cond, uncond)  # the label reaches the output
 
 
-def test_unet_samples_independent_of_batch_and_reload(tmp_path):
-    dit_tests.test_samples_independent_of_batch_and_reload(tmp_path, "omages_g2m", TINY, None)
+@pytest.mark.parametrize("name,cfg", [("omages_g2m", TINY), ("omages_n2g", N2G_TINY)])
+def test_unet_samples_independent_of_batch_and_reload(tmp_path, name, cfg):
+    dit_tests.test_samples_independent_of_batch_and_reload(tmp_path, name, cfg, None)
+
+
+def test_n2g_unet_is_label_only_and_zero_at_init():
+    s = get_system("omages_n2g")(load_config(N2G_TINY))
+    assert isinstance(s.net, OmagesUNet) and s.net.init_conv.in_channels == 4
+    x = torch.randn(2, 4, 64, 64)
+    out = s.net(x, torch.tensor([3, 700]), torch.tensor([1, 4]))
+    assert out.shape == (2, 8, 64, 64) and torch.equal(out, torch.zeros_like(out))
 
 
 def test_train_export_infer_unet_tiny(tmp_path):

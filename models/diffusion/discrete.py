@@ -9,7 +9,7 @@ import math
 import torch
 from torch import Tensor
 
-from .parameterization import append_dims
+from .parameterization import append_dims, predict_x0_eps
 from .schedules import alpha_bar_to_betas, betas_to_alpha_bar, cosine_betas
 
 __all__ = ["squaredcos_cap_v2_betas", "respace", "posterior", "learned_range_logvar", "normal_kl", "vlb_term",
@@ -59,33 +59,35 @@ def _gather(table: Tensor, t: Tensor, x: Tensor) -> Tensor:
     return append_dims(table.to(x.device)[t].to(x.dtype), x)
 
 
-def _model_mean_logvar(x_t, eps, v, t, betas, clip_x0):
+def _model_mean_logvar(x_t, pred, v, t, betas, clip_x0, prediction="eps"):
     coef0, coeft, _, logvar_post = posterior(betas)
     ab = betas_to_alpha_bar(betas)
-    x0 = (x_t - _gather((1 - ab).sqrt(), t, x_t) * eps) / _gather(ab.sqrt(), t, x_t)
+    # x0 straight from the output kind: from v it is alpha x_t - sigma v, well conditioned where alpha ~ 0
+    x0, _ = predict_x0_eps(x_t, pred, _gather(ab.sqrt(), t, x_t), _gather((1 - ab).sqrt(), t, x_t), prediction)
     if clip_x0:
         x0 = x0.clamp(-1, 1)
     logvar = learned_range_logvar(v, torch.log(betas.double()).to(x_t.device)[t], logvar_post.to(x_t.device)[t])
     return _gather(coef0, t, x_t) * x0 + _gather(coeft, t, x_t) * x_t, logvar, x0
 
 
-def vlb_term(x0: Tensor, x_t: Tensor, t: Tensor, eps_pred: Tensor, v: Tensor, betas: Tensor) -> Tensor:
+def vlb_term(x0: Tensor, x_t: Tensor, t: Tensor, pred: Tensor, v: Tensor, betas: Tensor,
+             prediction: str = "eps") -> Tensor:
     """Per-sample L_vlb of the hybrid loss (IDDPM Sec. 3.1) with the model mean detached (stop-gradient), so it
     trains only the variance. A documented simplification: L_0 uses the same Gaussian KL against the (clipped)
     posterior instead of the discretised decoder likelihood. Mean over pixels, in bits."""
     coef0, coeft, _, logvar_post = posterior(betas)
     true_mean = _gather(coef0, t, x_t) * x0 + _gather(coeft, t, x_t) * x_t
-    mean, logvar, _ = _model_mean_logvar(x_t, eps_pred.detach(), v, t, betas, clip_x0=False)
+    mean, logvar, _ = _model_mean_logvar(x_t, pred.detach(), v, t, betas, clip_x0=False, prediction=prediction)
     kl = normal_kl(true_mean, _gather(logvar_post, t, x_t), mean, logvar)
     return kl.flatten(1).mean(1) / math.log(2.0)
 
 
-def ddpm_step(x_t: Tensor, eps: Tensor, v: Tensor, k: int, betas: Tensor, noise: Tensor | None,
-              clip_x0: bool = True) -> tuple[Tensor, Tensor]:
+def ddpm_step(x_t: Tensor, pred: Tensor, v: Tensor, k: int, betas: Tensor, noise: Tensor | None,
+              clip_x0: bool = True, prediction: str = "eps") -> tuple[Tensor, Tensor]:
     """One ancestral step k -> k-1 on a (respaced) chain with learned-range variance; no noise at k = 0.
-    Returns (x_{k-1}, x0_hat)."""
+    `pred` is the network's mean output of kind `prediction` ("eps" | "x0" | "v"). Returns (x_{k-1}, x0_hat)."""
     t = torch.full((x_t.shape[0],), k, device=x_t.device, dtype=torch.long)
-    mean, logvar, x0 = _model_mean_logvar(x_t, eps, v, t, betas, clip_x0)
+    mean, logvar, x0 = _model_mean_logvar(x_t, pred, v, t, betas, clip_x0, prediction)
     if k == 0 or noise is None:
         return mean, x0
     return mean + torch.exp(0.5 * logvar) * noise, x0

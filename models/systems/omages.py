@@ -1,14 +1,15 @@
-"""Omages generators (Yan et al. 2024, "An Object is Worth 64x64 Pixels"): `omages_n2g`, a class-conditional DiT
-for geometry (xyz + occupancy), and `omages_g2m`, a material generator (albedo RGB, metallic, roughness)
+"""Omages generators (Yan et al. 2024, "An Object is Worth 64x64 Pixels"): `omages_n2g`, a class-conditional
+generator of geometry (xyz + occupancy), and `omages_g2m`, a material generator (albedo RGB, metallic, roughness)
 conditioned on a geometry image concatenated to its input channels and on the class label.
 
 Both use the IDDPM recipe (Nichol & Dhariwal 2021): T = 1000 squaredcos_cap_v2 schedule, eps prediction (or, as an
 option for small models, v prediction) with a learned-range variance, the hybrid loss (MSE + VLB with the mean
 detached), label dropout for classifier-free guidance, and sampling on a uniformly respaced chain (ancestral DDPM or
 DDIM), x0 clipped to [-1, 1].
-G2M uses, by `arch`, the same DiT with the geometry concatenated (the default; a deviation, see docs/omages.md) or
-the original's Imagen-style UNet (Saharia et al. 2022), models/nets/omages_unet.py; both output the mean (eps or v)
-and the variance interpolation, so the diffusion code is shared."""
+Both build, by `arch`, a DiT (the original's N2G network; for G2M with the geometry concatenated, a deviation, see
+docs/omages.md) or the Imagen-style UNet (Saharia et al. 2022) of the original's G2M, models/nets/omages_unet.py
+(for a small N2G on a CPU, convolutions learn the smooth charts faster); both output the mean (eps or v) and the
+variance interpolation, so the diffusion code is shared."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from models.core.registry import register_system
 from models.core.seeding import SampleRNG
 from models.diffusion.discrete import ddpm_step, respace, squaredcos_cap_v2_betas, vlb_term
 from models.diffusion.guidance import cfg_combine, drop_labels
-from models.diffusion.parameterization import convert_prediction, make_target
+from models.diffusion.parameterization import make_target
 from models.diffusion.samplers import ddim_step
 from models.diffusion.schedules import betas_to_alpha_bar
 from models.nets.omages_dit import OmagesDiT, OmagesDiTConfig
@@ -55,7 +56,7 @@ class OmagesDiffusionConfig:
 @dataclass
 class OmagesConfig:
     system: str = "omages_n2g"
-    arch: str = "dit"  # "dit": `net` is built; "unet" (omages_g2m only): `unet` is built
+    arch: str = "dit"  # "dit": `net` is built; "unet": `unet` is built
     net: OmagesDiTConfig = field(default_factory=OmagesDiTConfig)
     unet: OmagesUNetConfig = field(default_factory=OmagesUNetConfig)
     diffusion: OmagesDiffusionConfig = field(default_factory=OmagesDiffusionConfig)
@@ -139,11 +140,6 @@ class _OmagesSystem(System):
         d.class_names = [names.get(i, f"class{i}") for i in range(ds.num_classes)]
         return ds
 
-    def _eps(self, out: torch.Tensor, x_t: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """The network's mean output as eps (a v output is converted: eps = sigma x_t + alpha v)."""
-        sigma = (1 - alpha.square()).clamp_min(0).sqrt()
-        return convert_prediction(x_t, out, alpha, sigma, self.cfg.diffusion.prediction, "eps")
-
     def forward(self, batch):
         """Hybrid loss of IDDPM Sec. 3.1: MSE of the eps (or v) output over all pixels, background included, plus
         L_vlb for the variance."""
@@ -159,10 +155,9 @@ class _OmagesSystem(System):
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
         out = self.net(x_t, t, y, cond).float()
         n = x0.shape[1]
-        alpha = ab.sqrt()
-        target = make_target(x0, eps, alpha, (1 - ab).sqrt(), dc.prediction)
+        target = make_target(x0, eps, ab.sqrt(), (1 - ab).sqrt(), dc.prediction)
         mse = (out[:, :n] - target).square().flatten(1).mean(1).mean()
-        vlb = vlb_term(x0.float(), x_t.float(), t, self._eps(out[:, :n], x_t, alpha), out[:, n:], self.betas).mean()
+        vlb = vlb_term(x0.float(), x_t.float(), t, out[:, :n], out[:, n:], self.betas, dc.prediction).mean()
         return mse + dc.vlb_weight * vlb, {"mse": mse.detach(), "vlb": vlb.detach()}
 
     # --------------------------------------------------------------------------------------------- inference
@@ -192,7 +187,7 @@ class _OmagesSystem(System):
         dev = self.device
         idx, betas = respace(self.betas.cpu(), int(steps))
         abar = betas_to_alpha_bar(betas).tolist()
-        n = self.net.cfg.out_ch
+        n, prediction = self.net.cfg.out_ch, self.cfg.diffusion.prediction
         rng = SampleRNG(seeds)
         x = rng.randn(n, self.net.cfg.res, self.net.cfg.res).to(dev)
         y, null = y.to(dev), torch.full_like(y, self.net.null_label).to(dev)
@@ -205,13 +200,12 @@ class _OmagesSystem(System):
                 both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]),
                                 None if cond is None else torch.cat([cond, cond])).float()
                 out = cfg_combine(*both.chunk(2), cfg_scale, eps_channels=n)
-            eps = self._eps(out[:, :n], x, torch.tensor(abar[k], device=dev).sqrt().float())
-            v = out[:, n:]
+            pred, v = out[:, :n], out[:, n:]
             if sampler == "ddpm":
                 noise = rng.randn(*x.shape[1:]).to(dev) if k > 0 else None
-                x, _ = ddpm_step(x, eps, v, k, betas.to(dev), noise, clip_x0=True)
+                x, _ = ddpm_step(x, pred, v, k, betas.to(dev), noise, clip_x0=True, prediction=prediction)
             else:
-                x, _, _ = ddim_step(x, eps, abar[k], abar[k - 1] if k > 0 else 1.0, "eps", clip_x0=1.0)
+                x, _, _ = ddim_step(x, pred, abar[k], abar[k - 1] if k > 0 else 1.0, prediction, clip_x0=1.0)
         return x.clamp(-1, 1).float().cpu().numpy()
 
     def demo(self, out_dir: Path, step: int):
@@ -222,6 +216,7 @@ class _OmagesSystem(System):
 class OmagesN2G(_OmagesSystem):
     """Class label -> geometry image (4 channels: xyz + occupancy), model space [-1, 1]."""
     target = fmt.GEOMETRY
+    archs = ("dit", "unet")
 
     def example_inputs(self) -> dict:
         return {"labels": [len(self.class_names) - 1]}
