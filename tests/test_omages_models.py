@@ -160,3 +160,28 @@ def test_v_prediction_trains_and_bad_prediction_is_a_user_error():
     assert torch.isfinite(loss) and logs["mse"] > 0
     with pytest.raises(UserError, match="prediction"):
         get_system("omages_n2g")(load_config("configs/omages/tiny.json", overrides=["diffusion.prediction=x0"]))
+
+
+def test_denoise_benchmark_table_side_by_side(tmp_path):
+    """benchmarks/omages_denoise.py on two fresh tiny models (DiT eps, UNet v): one row each, errors grow with t."""
+    import importlib.util
+
+    from models.core.checkpoint import export_checkpoint
+    from models.core.config import to_dict
+
+    paths = []
+    for name, cfg in (("dit", "configs/omages/tiny.json"), ("unet", "configs/omages/n2g_unet_tiny.json")):
+        s = get_system("omages_n2g")(load_config(cfg))
+        paths.append(tmp_path / f"{name}.safetensors")
+        export_checkpoint(paths[-1], system="omages_n2g", config=to_dict(s.cfg), state_dict=s.export_state_dict(),
+                          step=0, ema="raw")
+    spec = importlib.util.spec_from_file_location("omages_denoise", "benchmarks/omages_denoise.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "den.md"
+    assert bench.main(["--data-root", str(tmp_path), "--n", "4", "--out", str(out), "--n2g", *map(str, paths)]) == 0
+    rows = [r for r in out.read_text().splitlines() if r.startswith("| `")]
+    assert [r.split(" | ")[1:3] for r in rows] == [["dit", "eps"], ["unet", "v"]]
+    for r in rows:
+        errs = [float(v) for v in r.strip(" |").split(" | ")[-len(bench.LEVELS):]]
+        assert errs[0] < errs[-1]
