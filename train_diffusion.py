@@ -267,8 +267,8 @@ def main(argv=None):
         weights = system.export_state_dict()
         if ema is not None:
             weights.update(ema.state_dict())
-        export_checkpoint(run_dir / "model.safetensors", system=cfg.system, config=to_dict(cfg), state_dict=weights,
-                          step=at_step, ema=f"warmup-ema:{optim.ema_decay}" if ema is not None else "raw",
+        export_checkpoint(run_dir / "model.safetensors", system=cfg.system, config=system.export_config(),
+                          state_dict=weights, step=at_step, ema=f"warmup-ema:{optim.ema_decay}" if ema is not None else "raw",
                           extra={"seed": args.seed, "lineage": json.dumps(record["lineage"]),
                                  "total_steps": record["steps_before"] + at_step, **system.export_metadata()})
 

@@ -64,7 +64,6 @@ def convert(src, out, config=None, step: int | None = None, system: str = "auto"
     """Load `src` safely, map it onto the system's network (strict), and export it to `out`."""
     from models import build_system
     from models.core.checkpoint import export_checkpoint, load_foreign
-    from models.core.config import to_dict
     from models.core.registry import get_system
 
     raw = load_foreign(src)
@@ -91,7 +90,7 @@ def convert(src, out, config=None, step: int | None = None, system: str = "auto"
     with open(src, "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
             digest.update(block)
-    return export_checkpoint(out, system=system, config=to_dict(cfg), state_dict=model.export_state_dict(),
+    return export_checkpoint(out, system=system, config=model.export_config(), state_dict=model.export_state_dict(),
                              step=found_step if step is None else step, ema="none (original weights)",
                              extra={"source": Path(src).name, "source_sha256": digest.hexdigest()})
 

@@ -1,5 +1,7 @@
 """Omages generators: the DiT (adaLN-Zero init, learned sigma, faithful size), the discrete IDDPM pieces
 (squaredcos_cap_v2, respacing, CFG), and the two systems' infer contract (per-seed samples, reload, bad inputs)."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -87,10 +89,10 @@ def _system(name, cfg_path, overrides=None):
 
 @pytest.mark.parametrize("name,cfg,overrides", [("omages_n2g", "configs/omages/tiny.json", None),
                                                 ("omages_n2g", "configs/omages/tiny.json", ["diffusion.prediction=v"]),
+                                                ("omages_n2g", "configs/omages/n2g_unet_tiny.json", None),
                                                 ("omages_g2m", "configs/omages/g2m_tiny.json", None)])
 def test_samples_independent_of_batch_and_reload(tmp_path, name, cfg, overrides):
-    from models.core.checkpoint import export_checkpoint, load_system
-    from models.core.config import to_dict
+    from models.core.checkpoint import export_checkpoint, load_system, read_metadata
 
     s = _system(name, cfg, overrides)
     one_each = s.example_inputs()
@@ -103,7 +105,9 @@ def test_samples_independent_of_batch_and_reload(tmp_path, name, cfg, overrides)
         assert both.shape == (2, 4 if name == "omages_n2g" else 5, 64, 64) and both.dtype == np.float32
         np.testing.assert_allclose(alone[0], both[1], atol=1e-5)
     path = tmp_path / "m.safetensors"
-    export_checkpoint(path, system=name, config=to_dict(s.cfg), state_dict=s.export_state_dict(), step=0, ema="raw")
+    export_checkpoint(path, system=name, config=s.export_config(), state_dict=s.export_state_dict(), step=0, ema="raw")
+    sections = json.loads(read_metadata(path)["config"])
+    assert s.net_key in sections and ("net" if s.net_key == "unet" else "unet") not in sections  # only the built net
     back = load_system(path, "cpu", expect=name)
     assert back.class_names == s.class_names
     a = s.infer(inputs, [1, 2], steps=3, cfg_scale=4.0)[key]
@@ -167,13 +171,12 @@ def test_denoise_benchmark_table_side_by_side(tmp_path):
     import importlib.util
 
     from models.core.checkpoint import export_checkpoint
-    from models.core.config import to_dict
 
     paths = []
     for name, cfg in (("dit", "configs/omages/tiny.json"), ("unet", "configs/omages/n2g_unet_tiny.json")):
         s = get_system("omages_n2g")(load_config(cfg))
         paths.append(tmp_path / f"{name}.safetensors")
-        export_checkpoint(paths[-1], system="omages_n2g", config=to_dict(s.cfg), state_dict=s.export_state_dict(),
+        export_checkpoint(paths[-1], system="omages_n2g", config=s.export_config(), state_dict=s.export_state_dict(),
                           step=0, ema="raw")
     spec = importlib.util.spec_from_file_location("omages_denoise", "benchmarks/omages_denoise.py")
     bench = importlib.util.module_from_spec(spec)

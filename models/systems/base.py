@@ -95,6 +95,12 @@ class System(nn.Module):
         system.load_export(state, assign=True)
         return system
 
+    def export_config(self) -> dict:
+        """The config written into an export; default the whole config."""
+        from models.core.config import to_dict
+
+        return to_dict(self.cfg)
+
     def export_metadata(self) -> dict[str, str]:
         """Extra str->str metadata for the export (e.g. the path of a frozen base model)."""
         return {}

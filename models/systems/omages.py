@@ -114,6 +114,12 @@ class _OmagesSystem(System):
         """The config section of the network built: `net` (DiT) or `unet`."""
         return "unet" if self.cfg.arch == "unet" else "net"
 
+    def export_config(self) -> dict:
+        """Without the section of the network that is not built (a DiT export has no `unet`, a UNet export no `net`)."""
+        out = super().export_config()
+        out.pop("net" if self.net_key == "unet" else "unet")
+        return out
+
     @property
     def class_names(self) -> list[str]:
         names = list(self.cfg.data.class_names)
