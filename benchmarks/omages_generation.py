@@ -4,11 +4,12 @@ evaluate validity, distribution, statistics, classifier accuracy and the materia
 
     python benchmarks/omages_generation.py --data-root data_cache/omages/proc1400 --per-class 4 --steps 25
 
-Writes benchmarks/results/omages_generation.md (and the run folders under --work).
+Writes benchmarks/results/omages_generation.md, the CFG 4 grid beside it (.png), and the run folders under --work.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.core.cli import Parser, cli_main, existing_file, int_at_least  # noqa: E402
-from models.core.io import write_text  # noqa: E402
+from models.core.io import atomic_write, write_text  # noqa: E402
 
 
 def sh(*args) -> None:
     print("+", " ".join(map(str, args)), flush=True)
     subprocess.run([sys.executable, *map(str, args)], check=True, cwd=ROOT)
+
+
+def shown(path) -> str:
+    """A path as written in the report: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def main(argv=None) -> int:
@@ -36,13 +43,16 @@ def main(argv=None) -> int:
     p.add_argument("--ref", type=int_at_least(2), default=64)
     p.add_argument("--material-n", type=int_at_least(1), default=16)
     p.add_argument("--device", default="cpu", help="cpu, cuda, ... (one CPU thread when cpu)")
-    p.add_argument("--work", default=str(ROOT / "evals" / "bench_omages_generation"))
+    p.add_argument("--work", default=str(ROOT / "evals" / "bench_omages_generation"),
+                   help="scratch folder; its cfg4/, cfg1/ and eval/ are replaced on every run")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "omages_generation.md"))
     args = p.parse_args(argv)
     for path, what in ((args.n2g, "--n2g"), (args.g2m, "--g2m"), (Path(args.data_root) / "train_omages64.npy",
                         "--data-root"), (Path(args.data_root) / "test_omages64.npy", "--data-root")):
         existing_file(path, what)  # before anything is generated
     work = Path(args.work)
+    for sub in ("cfg4", "cfg1", "eval"):  # a previous run's samples must not mix with this one's
+        shutil.rmtree(work / sub, ignore_errors=True)
     common = ["--n2g", args.n2g, "--g2m", args.g2m, "--classes", args.classes, "--per-class", args.per_class,
               "--steps", args.steps, "--device", args.device] + (["--threads", "1"] if args.device == "cpu" else [])
     runs = {}
@@ -55,11 +65,14 @@ def main(argv=None) -> int:
        "--out", work / "eval", "--device", args.device, *(["--threads", "1"] if args.device == "cpu" else []))
     done = json.loads((runs["4"] / "COMPLETE.json").read_text())
     table = (work / "eval" / "report.md").read_text()
+    grid = Path(args.out).with_suffix(".png")  # kept beside the report: the samples the numbers are about
+    with atomic_write(grid) as tmp:
+        shutil.copyfile(runs["4"] / "grid.png", tmp)
     text = f"""# Omages generation checks (B4-B7), CPU
 
 Command: `python benchmarks/omages_generation.py {' '.join(sys.argv[1:] if argv is None else map(str, argv))}`
 
-- N2G `{args.n2g}`, G2M `{args.g2m}`; data `{args.data_root}` (test split as reference)
+- N2G `{shown(args.n2g)}`, G2M `{shown(args.g2m)}`; data `{shown(args.data_root)}` (test split as reference)
 - {done['n']} samples ({args.per_class} per class x {len(args.classes.split(','))} classes), {args.steps} DDIM steps
   for both stages, N2G CFG 4 (and a CFG 1 copy with the same seeds for the classifier check), G2M CFG 1
 - reference: {args.ref} test shapes, floor: {args.ref} train shapes vs the same test shapes, 2,048 surface points;
@@ -68,7 +81,9 @@ Command: `python benchmarks/omages_generation.py {' '.join(sys.argv[1:] if argv 
 - these are far smaller than the 1,000-vs-1,000 sets the thresholds were set for: small sets bias MMD and FD upwards
 
 {table}
-Grid of CFG 4 samples (one row per class): `{runs['4'] / 'grid.png'}`
+Grid of the CFG 4 samples (one row per class; decoded GLBs in `{shown(runs['4'])}`):
+
+![CFG 4 samples]({grid.name})
 """
     write_text(args.out, text)
     print(text)
